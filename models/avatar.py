@@ -1,0 +1,208 @@
+"""The digital mask's face: template geometry driven by motion and eye measurements only.
+
+Given a head pose, an expression (landmark motion relative to the patient's own neutral face, in the
+head frame) and the eye state, build the posed vertices and per-vertex shading attributes of the
+template face plus its eye plates and mouth plate. Nothing here reads the patient's neutral shape:
+only differences from it (expression) and iris-normalised eye numbers reach the output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from models.eyes import EyeState, eye_axes
+from models.template import (
+    BROWS,
+    EYE_INNER,
+    EYE_OUTER,
+    EYE_RING,
+    LIPS_INNER,
+    LIPS_OUTER,
+    LOWER_LID,
+    UPPER_LID,
+    load_canonical_face,
+)
+
+# Appearance of the template: generic and identical for everyone (sRGB 0..1).
+SKIN = (0.80, 0.66, 0.58)
+BROW = (0.42, 0.32, 0.27)
+LIP = (0.66, 0.38, 0.36)
+LID_MARGIN = (0.30, 0.22, 0.20)
+SCLERA = (0.93, 0.93, 0.90)
+IRIS = (0.36, 0.25, 0.16)
+LIMBUS = (0.18, 0.12, 0.08)
+PUPIL = (0.04, 0.04, 0.04)
+MOUTH = (0.25, 0.08, 0.08)
+BACKGROUND = (0.47, 0.49, 0.50)
+
+MATERIAL_SKIN, MATERIAL_EYE, MATERIAL_MOUTH = 0, 1, 2
+_PLATE_DEPTH = 0.35  # eye and mouth plates sit this far (template units) behind their openings
+
+
+@dataclass(frozen=True)
+class TemplateRig:
+    """Everything about the template that does not change from frame to frame."""
+
+    vertices: np.ndarray  # (468, 3) template, image axes
+    triangles: np.ndarray  # (F, 3) skin + eye plates + mouth plate (indices into the 480 vertices)
+    material: np.ndarray  # (480,) material id per vertex
+    albedo: np.ndarray  # (480, 3) skin albedo per vertex (used by the skin material)
+    lid_u: np.ndarray  # (2, 2, 7) template lid points along the eye axis (eye, upper/lower, point)
+    lid_v: np.ndarray  # (2, 2, 7) template lid heights above the corner line
+    eye_width: np.ndarray  # (2,) template corner-to-corner width
+    iris_diameter: float
+
+
+def _plate(corners: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two triangles over four corner vertices numbered from ``base``."""
+    return corners, np.array([[base, base + 1, base + 2], [base, base + 2, base + 3]])
+
+
+@lru_cache(maxsize=1)
+def template_rig() -> TemplateRig:
+    face = load_canonical_face()
+    v = face.vertices.astype(np.float64)
+    albedo = np.tile(np.array(SKIN), (468, 1))
+    for brow in BROWS:
+        albedo[list(brow)] = BROW
+    albedo[list(LIPS_OUTER)] = LIP
+    albedo[list(LIPS_INNER)] = LIP
+    for ring in EYE_RING:
+        albedo[list(ring)] = LID_MARGIN
+
+    extra_v: list[np.ndarray] = []
+    extra_t: list[np.ndarray] = []
+    outer = v[list(EYE_OUTER)]
+    inner = v[list(EYE_INNER)]
+    u_ax, v_ax = eye_axes(outer, inner)
+    width = np.linalg.norm(inner[:, :2] - outer[:, :2], axis=-1)
+    lid_u = np.zeros((2, 2, 7))
+    lid_v = np.zeros((2, 2, 7))
+    for e in range(2):
+        for k, lid in enumerate((UPPER_LID[e], LOWER_LID[e])):
+            d = v[list(lid), :2] - outer[e, :2]
+            lid_u[e, k] = d @ u_ax[e]
+            lid_v[e, k] = d @ v_ax[e]
+        # The plate is tilted like the eye (outer corner deeper than inner) and only a little larger
+        # than the opening, so the receding skin beside the eye always stays in front of it.
+        centre = 0.5 * (outer[e, :2] + inner[e, :2])
+        du, dv = u_ax[e] * width[e] * 0.58, v_ax[e] * width[e] * 0.5
+        quad = np.array([centre - du - dv, centre + du - dv, centre + du + dv, centre - du + dv])
+        z_out, z_in = outer[e, 2] + _PLATE_DEPTH, inner[e, 2] + _PLATE_DEPTH
+        corners, tri = _plate(np.c_[quad, [z_out, z_in, z_in, z_out]], 468 + 4 * e)
+        extra_v.append(corners)
+        extra_t.append(tri)
+    lips = v[list(LIPS_INNER)]
+    lo, hi = lips[:, :2].min(0), lips[:, :2].max(0)
+    pad = 0.1 * (hi - lo) + 0.05
+    quad = np.array([[lo[0] - pad[0], lo[1] - pad[1]], [hi[0] + pad[0], lo[1] - pad[1]],
+                     [hi[0] + pad[0], hi[1] + pad[1]], [lo[0] - pad[0], hi[1] + pad[1]]])
+    corners, tri = _plate(np.c_[quad, np.full(4, lips[:, 2].max() + _PLATE_DEPTH)], 476)
+    extra_v.append(corners)
+    extra_t.append(tri)
+
+    all_v = np.concatenate([v, *extra_v]).astype(np.float32)
+    material = np.zeros(len(all_v), dtype=np.int64)
+    material[468:476] = MATERIAL_EYE
+    material[476:480] = MATERIAL_MOUTH
+    albedo = np.concatenate([albedo, np.tile(np.array(SCLERA), (8, 1)), np.tile(np.array(MOUTH), (4, 1))])
+    return TemplateRig(
+        vertices=all_v,
+        triangles=np.concatenate([face.triangles, *extra_t]).astype(np.int64),
+        material=material,
+        albedo=albedo.astype(np.float32),
+        lid_u=lid_u,
+        lid_v=lid_v,
+        eye_width=width,
+        iris_diameter=face.iris_diameter,
+    )
+
+
+@dataclass(frozen=True)
+class EyeDrive:
+    """Where the rendered template's lids and iris go, per eye, in template units (eye-local)."""
+
+    lid_v: np.ndarray  # (2, 2, 7) new lid heights (eye, upper/lower, point)
+    iris_uv: np.ndarray  # (2, 2) rendered iris centre (u, v) in the template's eye frame
+
+
+def drive_eyes(state: EyeState) -> EyeDrive:
+    """Map one frame's eye state (arrays of shape (2,)) onto the template's eyes.
+
+    The template keeps its own eye width and lid shape; only the iris-normalised numbers move it: iris
+    position along the eye axis (as a fraction of the width), iris height, and lid margin distances
+    from the iris centre (MRD1, MRD2) in iris diameters. The lid curves are scaled so that their height
+    at the rendered iris position equals what was measured.
+    """
+    rig = template_rig()
+    d = rig.iris_diameter
+    lid_v = rig.lid_v.copy()
+    iris_uv = np.zeros((2, 2))
+    for e in range(2):
+        w = rig.eye_width[e]
+        u_r = float(np.clip(state.iris_u[e], 0.15, 0.85)) * w
+        v_r = float(np.clip(state.iris_v[e], -1.0, 1.0)) * d
+        up_target = v_r + float(np.clip(state.upper[e], -1.0, 1.5)) * d
+        lo_target = v_r - float(np.clip(state.lower[e], -1.0, 1.5)) * d
+        up_t = np.interp(u_r, rig.lid_u[e, 0][np.argsort(rig.lid_u[e, 0])], rig.lid_v[e, 0][np.argsort(rig.lid_u[e, 0])])
+        lo_t = np.interp(u_r, rig.lid_u[e, 1][np.argsort(rig.lid_u[e, 1])], rig.lid_v[e, 1][np.argsort(rig.lid_u[e, 1])])
+        a_up = np.clip(up_target / up_t if abs(up_t) > 1e-6 else 1.0, -1.0, 3.0)
+        a_lo = np.clip(lo_target / lo_t if abs(lo_t) > 1e-6 else 1.0, -1.0, 3.0)
+        upper = rig.lid_v[e, 0] * a_up
+        lower = rig.lid_v[e, 1] * a_lo
+        lid_v[e, 0] = np.maximum(upper, lower)  # a closed eye: lids meet, never cross
+        lid_v[e, 1] = np.minimum(upper, lower)
+        iris_uv[e] = (u_r, v_r)
+    return EyeDrive(lid_v=lid_v, iris_uv=iris_uv)
+
+
+def posed_vertices(
+    expression: torch.Tensor, eyes: EyeDrive, rot: torch.Tensor, scale: torch.Tensor, trans: torch.Tensor
+) -> torch.Tensor:
+    """Template vertices (480, 3) in frame pixels: template + expression, eyes driven, then posed.
+
+    expression: (468, 3) landmark motion in template units (zero for a photo).
+    """
+    rig = template_rig()
+    dev, dt = rot.device, rot.dtype
+    v = torch.as_tensor(rig.vertices, device=dev, dtype=dt).clone()
+    v[:468] += expression
+    tv = torch.as_tensor(rig.vertices, device=dev, dtype=dt)
+    for e in range(2):
+        outer = tv[EYE_OUTER[e], :2]
+        inner = tv[EYE_INNER[e], :2]
+        u = (inner - outer) / (inner - outer).norm()
+        up = torch.tensor([0.0, -1.0], device=dev, dtype=dt)
+        vv = up - (up @ u) * u
+        vv = vv / vv.norm()
+        for k, lid in enumerate((UPPER_LID[e], LOWER_LID[e])):
+            idx = list(lid)
+            lu = torch.as_tensor(rig.lid_u[e, k], device=dev, dtype=dt)
+            lv = torch.as_tensor(eyes.lid_v[e, k], device=dev, dtype=dt)
+            v[idx, :2] = outer + lu.unsqueeze(1) * u + lv.unsqueeze(1) * vv
+            v[idx, 2] = tv[idx, 2]
+        for corner in (EYE_OUTER[e], EYE_INNER[e]):
+            v[corner] = tv[corner]
+    return scale * (v @ rot.T) + trans
+
+
+def eye_plate_coords(eyes: EyeDrive) -> np.ndarray:
+    """Per eye-plate vertex: position relative to the rendered iris centre, in iris diameters (8, 2).
+
+    Interpolated across the plate, this tells each pixel how far it is from the iris centre, so the
+    iris is drawn foreshortened with the head pose for free.
+    """
+    rig = template_rig()
+    out = np.zeros((8, 2))
+    for e in range(2):
+        outer = rig.vertices[EYE_OUTER[e], :2].astype(np.float64)
+        inner = rig.vertices[EYE_INNER[e], :2].astype(np.float64)
+        u_ax, v_ax = eye_axes(outer, inner)
+        corners = rig.vertices[468 + 4 * e : 472 + 4 * e, :2] - outer
+        local = np.stack([corners @ u_ax, corners @ v_ax], axis=1)
+        out[4 * e : 4 * e + 4] = (local - eyes.iris_uv[e]) / rig.iris_diameter
+    return out

@@ -1,0 +1,104 @@
+"""Eye state from landmarks: the few clinical measurements that the mask is allowed to carry.
+
+Everything is measured in the head's own frame (landmarks with the head pose removed) and expressed in
+units of the patient's iris diameter, so that distance to the camera, head turn and the patient's own
+eye size drop out. The iris diameter is also the ruler for millimetres (11.7 mm, a population mean).
+Vectorised over any leading dimensions (frames, eyes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from models.template import EYE_INNER, EYE_OUTER, IRIS_DIAMETER_MM, LOWER_LID, UPPER_LID
+
+EYEBALL_RADIUS_MM = 12.0  # for converting iris displacement into degrees of eye rotation
+
+
+@dataclass(frozen=True)
+class EyeState:
+    """Per eye, in units of that eye's iris diameter; arrays of shape (..., 2) for (right, left) eye."""
+
+    width: np.ndarray  # corner-to-corner (palpebral fissure width)
+    upper: np.ndarray  # upper lid margin height above the iris centre (MRD1)
+    lower: np.ndarray  # lower lid margin depth below the iris centre (MRD2)
+    iris_u: np.ndarray  # iris centre along the eye axis, 0 = outer corner, 1 = inner corner
+    iris_v: np.ndarray  # iris centre above the corner line
+    iris_diameter: np.ndarray  # in the head frame's units (template units after pose removal)
+
+    @property
+    def aperture(self) -> np.ndarray:
+        return self.upper + self.lower
+
+
+def eye_axes(outer: np.ndarray, inner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors (u along outer->inner corner, v up) in the image-plane of the head frame."""
+    u = inner[..., :2] - outer[..., :2]
+    u = u / np.linalg.norm(u, axis=-1, keepdims=True).clip(1e-9)
+    up = np.array([0.0, -1.0])
+    v = up - (u @ up)[..., None] * u
+    v = v / np.linalg.norm(v, axis=-1, keepdims=True).clip(1e-9)
+    return u, v
+
+
+def _profile_at(u_pts: np.ndarray, v_pts: np.ndarray, u_query: np.ndarray) -> np.ndarray:
+    """Height of a lid polyline (points sorted by u along the last axis) at u_query, vectorised."""
+    flat_u = u_pts.reshape(-1, u_pts.shape[-1])
+    flat_v = v_pts.reshape(-1, v_pts.shape[-1])
+    flat_q = u_query.reshape(-1)
+    out = np.empty(flat_q.shape[0])
+    for k in range(flat_q.shape[0]):  # small: one per eye per frame, not per pixel
+        order = np.argsort(flat_u[k])
+        out[k] = np.interp(flat_q[k], flat_u[k][order], flat_v[k][order])
+    return out.reshape(u_query.shape)
+
+
+def measure_eyes(head_points: np.ndarray, iris: np.ndarray) -> EyeState:
+    """Eye state from mesh points and iris points already in the head frame.
+
+    head_points: (..., 468, 3) face mesh with the pose removed; iris: (..., 2, 5, 3) iris centre and
+    boundary points, same frame. Lid points come from the mesh (whose eye points the iris network
+    refines upstream).
+    """
+    outer = head_points[..., list(EYE_OUTER), :]  # (..., 2, 3)
+    inner = head_points[..., list(EYE_INNER), :]
+    upper = np.stack([head_points[..., list(ix), :] for ix in UPPER_LID], axis=-3)  # (..., 2, 7, 3)
+    lower = np.stack([head_points[..., list(ix), :] for ix in LOWER_LID], axis=-3)
+    u_ax, v_ax = eye_axes(outer, inner)
+    width = np.linalg.norm(inner[..., :2] - outer[..., :2], axis=-1)
+
+    def local(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        d = p[..., :2] - outer[..., None, :2]
+        return (d * u_ax[..., None, :]).sum(-1), (d * v_ax[..., None, :]).sum(-1)
+
+    centre = iris[..., 0:1, :]
+    cu, cv = local(centre)
+    cu, cv = cu[..., 0], cv[..., 0]
+    b = iris[..., 1:5, :2]
+    diameter = 0.5 * (
+        np.linalg.norm(b[..., 0, :] - b[..., 2, :], axis=-1) + np.linalg.norm(b[..., 1, :] - b[..., 3, :], axis=-1)
+    )
+    diameter = diameter.clip(1e-6)
+    uu, uv = local(upper)
+    lu, lv = local(lower)
+    up_h = _profile_at(uu, uv, cu)
+    lo_h = _profile_at(lu, lv, cu)
+    return EyeState(
+        width=width / diameter,
+        upper=(up_h - cv) / diameter,
+        lower=(cv - lo_h) / diameter,
+        iris_u=cu / width.clip(1e-6),
+        iris_v=cv / diameter,
+        iris_diameter=diameter,
+    )
+
+
+def to_mm(x_iris_units: np.ndarray) -> np.ndarray:
+    return x_iris_units * IRIS_DIAMETER_MM
+
+
+def rotation_deg(offset_mm: np.ndarray) -> np.ndarray:
+    """Eye rotation that displaces the iris centre by ``offset_mm`` on a 12 mm-radius eyeball."""
+    return np.degrees(np.arcsin(np.clip(offset_mm / EYEBALL_RADIUS_MM, -1.0, 1.0)))
