@@ -99,8 +99,14 @@ def template_rig() -> TemplateRig:
     lips = v[list(LIPS_INNER)]
     lo, hi = lips[:, :2].min(0), lips[:, :2].max(0)
     pad = 0.1 * (hi - lo) + 0.05
-    quad = np.array([[lo[0] - pad[0], lo[1] - pad[1]], [hi[0] + pad[0], lo[1] - pad[1]],
-                     [hi[0] + pad[0], hi[1] + pad[1]], [lo[0] - pad[0], hi[1] + pad[1]]])
+    quad = np.array(
+        [
+            [lo[0] - pad[0], lo[1] - pad[1]],
+            [hi[0] + pad[0], lo[1] - pad[1]],
+            [hi[0] + pad[0], hi[1] + pad[1]],
+            [lo[0] - pad[0], hi[1] + pad[1]],
+        ]
+    )
     corners, tri = _plate(np.c_[quad, np.full(4, lips[:, 2].max() + _PLATE_DEPTH)], 476)
     extra_v.append(corners)
     extra_t.append(tri)
@@ -148,8 +154,12 @@ def drive_eyes(state: EyeState) -> EyeDrive:
         v_r = float(np.clip(state.iris_v[e], -1.0, 1.0)) * d
         up_target = v_r + float(np.clip(state.upper[e], -1.0, 1.5)) * d
         lo_target = v_r - float(np.clip(state.lower[e], -1.0, 1.5)) * d
-        up_t = np.interp(u_r, rig.lid_u[e, 0][np.argsort(rig.lid_u[e, 0])], rig.lid_v[e, 0][np.argsort(rig.lid_u[e, 0])])
-        lo_t = np.interp(u_r, rig.lid_u[e, 1][np.argsort(rig.lid_u[e, 1])], rig.lid_v[e, 1][np.argsort(rig.lid_u[e, 1])])
+        up_t = np.interp(
+            u_r, rig.lid_u[e, 0][np.argsort(rig.lid_u[e, 0])], rig.lid_v[e, 0][np.argsort(rig.lid_u[e, 0])]
+        )
+        lo_t = np.interp(
+            u_r, rig.lid_u[e, 1][np.argsort(rig.lid_u[e, 1])], rig.lid_v[e, 1][np.argsort(rig.lid_u[e, 1])]
+        )
         a_up = np.clip(up_target / up_t if abs(up_t) > 1e-6 else 1.0, -1.0, 3.0)
         a_lo = np.clip(lo_target / lo_t if abs(lo_t) > 1e-6 else 1.0, -1.0, 3.0)
         upper = rig.lid_v[e, 0] * a_up

@@ -47,7 +47,9 @@ def render_faces(faces: list[PosedFace], height: int, width: int, device: torch.
         albedo = torch.as_tensor(rig.albedo, device=device).repeat(len(faces), 1)
         eye_uv = torch.zeros(verts.shape[0], 2, device=device)
         for i, f in enumerate(faces):
-            eye_uv[i * n_v + 468 : i * n_v + 476] = torch.as_tensor(f.eye_coords, device=device, dtype=torch.float32)
+            eye_uv[i * n_v + 468 : i * n_v + 476] = torch.as_tensor(
+                f.eye_coords, device=device, dtype=torch.float32
+            )
         normals = vertex_normals(verts, tris)
         attrs = torch.cat([albedo, normals, eye_uv, material.unsqueeze(1).float()], dim=1)
         frags = rasterize(verts, tris, height, width)

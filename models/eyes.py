@@ -55,12 +55,13 @@ def _profile_at(u_pts: np.ndarray, v_pts: np.ndarray, u_query: np.ndarray) -> np
     return out.reshape(u_query.shape)
 
 
-def measure_eyes(head_points: np.ndarray, iris: np.ndarray) -> EyeState:
+def measure_eyes(head_points: np.ndarray, iris: np.ndarray, diameter: np.ndarray | None = None) -> EyeState:
     """Eye state from mesh points and iris points already in the head frame.
 
     head_points: (..., 468, 3) face mesh with the pose removed; iris: (..., 2, 5, 3) iris centre and
     boundary points, same frame. Lid points come from the mesh (whose eye points the iris network
-    refines upstream).
+    refines upstream). ``diameter`` (per eye, broadcastable) overrides the per-frame iris size: over a
+    video the median size is a steadier ruler than each frame's estimate, which suffers in blinks.
     """
     outer = head_points[..., list(EYE_OUTER), :]  # (..., 2, 3)
     inner = head_points[..., list(EYE_INNER), :]
@@ -76,11 +77,9 @@ def measure_eyes(head_points: np.ndarray, iris: np.ndarray) -> EyeState:
     centre = iris[..., 0:1, :]
     cu, cv = local(centre)
     cu, cv = cu[..., 0], cv[..., 0]
-    b = iris[..., 1:5, :2]
-    diameter = 0.5 * (
-        np.linalg.norm(b[..., 0, :] - b[..., 2, :], axis=-1) + np.linalg.norm(b[..., 1, :] - b[..., 3, :], axis=-1)
-    )
-    diameter = diameter.clip(1e-6)
+    if diameter is None:
+        diameter = iris_diameter(iris)
+    diameter = np.broadcast_to(np.asarray(diameter, dtype=np.float64), cu.shape).clip(1e-6)
     uu, uv = local(upper)
     lu, lv = local(lower)
     up_h = _profile_at(uu, uv, cu)
@@ -93,6 +92,14 @@ def measure_eyes(head_points: np.ndarray, iris: np.ndarray) -> EyeState:
         iris_v=cv / diameter,
         iris_diameter=diameter,
     )
+
+
+def iris_diameter(iris: np.ndarray) -> np.ndarray:
+    """Iris diameter from its 4 boundary points (mean of the two opposite-point distances): (..., 2)."""
+    b = iris[..., 1:5, :2]
+    d1 = np.linalg.norm(b[..., 0, :] - b[..., 2, :], axis=-1)
+    d2 = np.linalg.norm(b[..., 1, :] - b[..., 3, :], axis=-1)
+    return np.asarray(0.5 * (d1 + d2))
 
 
 def to_mm(x_iris_units: np.ndarray) -> np.ndarray:

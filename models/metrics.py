@@ -1,0 +1,178 @@
+"""Clinical eye metrics of the patient's face, per frame and per video (schema ``dmask.eye-metrics/1``).
+
+Millimetres use the iris diameter (11.7 mm) as the ruler; rotations assume a 12 mm eyeball radius.
+Eye order everywhere: right eye (OD) first, then left (OS). Missing frames are ``null``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from models.eyes import rotation_deg, to_mm
+from models.reconstruct import TrackReconstruction
+
+SCHEMA = "dmask.eye-metrics/1"
+BLINK_CLOSURE = 0.5  # a blink: mean aperture below this fraction of the open-eye aperture
+MIN_OSCILLATION_HZ, MAX_OSCILLATION_HZ = 1.0, 12.0
+
+
+def _nan_series(n: int, shape: tuple[int, ...] = ()) -> np.ndarray:
+    return np.full((n, *shape), np.nan)
+
+
+def frame_series(rec: TrackReconstruction | None, n_frames: int) -> dict[str, np.ndarray]:
+    """Per-frame series over the whole video (NaN where the patient's face was not measured)."""
+    out = {
+        "aperture_mm": _nan_series(n_frames, (2,)),
+        "mrd1_mm": _nan_series(n_frames, (2,)),
+        "mrd2_mm": _nan_series(n_frames, (2,)),
+        "fissure_width_mm": _nan_series(n_frames, (2,)),
+        "iris_offset_h_mm": _nan_series(n_frames, (2,)),
+        "iris_offset_v_mm": _nan_series(n_frames, (2,)),
+        "head_pose_deg": _nan_series(n_frames, (3,)),
+    }
+    if rec is None:
+        return out
+    e = rec.eyes
+    idx = rec.frames
+    out["aperture_mm"][idx] = to_mm(e.upper + e.lower)
+    out["mrd1_mm"][idx] = to_mm(e.upper)
+    out["mrd2_mm"][idx] = to_mm(e.lower)
+    out["fissure_width_mm"][idx] = to_mm(e.width)
+    # horizontal offset from the middle of the eye opening, positive towards the subject's left
+    # (temporal for OS, nasal for OD) so both eyes share one direction for conjugate gaze
+    sign = np.array([1.0, -1.0])
+    out["iris_offset_h_mm"][idx] = to_mm((e.iris_u - 0.5) * e.width) * sign
+    out["iris_offset_v_mm"][idx] = to_mm(e.iris_v)
+    out["head_pose_deg"][idx] = rec.angles
+    out["head_pose_deg"][idx[rec.carried]] = np.nan
+    for key in (
+        "aperture_mm",
+        "mrd1_mm",
+        "mrd2_mm",
+        "fissure_width_mm",
+        "iris_offset_h_mm",
+        "iris_offset_v_mm",
+    ):
+        out[key][idx[rec.carried]] = np.nan
+    return out
+
+
+def detect_blinks(aperture: np.ndarray, fps: float) -> list[dict[str, float]]:
+    """Blinks as runs of frames whose mean aperture of both eyes drops below half the open-eye level."""
+    mean = np.nanmean(aperture, axis=1) if aperture.size else aperture
+    valid = ~np.isnan(mean)
+    if valid.sum() < 3:
+        return []
+    open_level = float(np.nanpercentile(mean, 75))
+    closed = np.zeros(len(mean), dtype=bool)
+    closed[valid] = mean[valid] < BLINK_CLOSURE * open_level
+    blinks = []
+    start = None
+    for i, c in enumerate([*closed, False]):
+        if c and start is None:
+            start = i
+        elif not c and start is not None:
+            seg = mean[start:i]
+            low = start + int(np.nanargmin(seg))
+            blinks.append(
+                {
+                    "start_s": start / fps,
+                    "end_s": i / fps,
+                    "frame": low,
+                    "duration_ms": 1000.0 * (i - start) / fps,
+                    "min_aperture_mm": float(np.nanmin(seg)),
+                }
+            )
+            start = None
+    return blinks
+
+
+def dominant_oscillation(signal: np.ndarray, fps: float) -> dict[str, float] | None:
+    """The strongest periodic component of horizontal iris position between 1 and 12 Hz, when it
+    stands well above the spectrum's floor (nystagmus); None otherwise."""
+    x = signal[~np.isnan(signal)]
+    if len(x) < max(16, int(2 * fps)):
+        return None
+    x = x - np.polyval(np.polyfit(np.arange(len(x)), x, 1), np.arange(len(x)))
+    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), d=1.0 / fps)
+    band = (freqs >= MIN_OSCILLATION_HZ) & (freqs <= min(MAX_OSCILLATION_HZ, fps / 2))
+    if not band.any():
+        return None
+    k = int(np.argmax(np.where(band, spec, -1.0)))
+    floor = float(np.median(spec[band])) + 1e-12
+    amplitude = 2.0 * math.sqrt(spec[k]) / (np.hanning(len(x)).sum())
+    if spec[k] / floor < 8.0 or amplitude < 0.15:
+        return None
+    return {
+        "frequency_hz": float(freqs[k]),
+        "amplitude_mm": float(amplitude),
+        "peak_to_floor": float(spec[k] / floor),
+    }
+
+
+def _stat(x: np.ndarray) -> float | None:
+    v = x[~np.isnan(x)]
+    return float(np.mean(v)) if v.size else None
+
+
+def summarise(series: dict[str, np.ndarray], fps: float | None, n_frames: int) -> dict[str, Any]:
+    ap = series["aperture_mm"]
+    rate = fps or 1.0
+    blinks = detect_blinks(ap, rate) if fps else []
+    duration = n_frames / rate if fps else None
+    h = np.nanmean(series["iris_offset_h_mm"], axis=1) if n_frames else np.array([])
+    deg_h = rotation_deg(series["iris_offset_h_mm"])
+    valid_h = deg_h[~np.isnan(deg_h).any(axis=1)] if n_frames else np.zeros((0, 2))
+    summary: dict[str, Any] = {
+        "frames_measured": int((~np.isnan(ap).any(axis=1)).sum()) if n_frames else 0,
+        "aperture_mm": {"right": _stat(ap[:, 0]), "left": _stat(ap[:, 1])},
+        "mrd1_mm": {"right": _stat(series["mrd1_mm"][:, 0]), "left": _stat(series["mrd1_mm"][:, 1])},
+        "mrd2_mm": {"right": _stat(series["mrd2_mm"][:, 0]), "left": _stat(series["mrd2_mm"][:, 1])},
+        "asymmetry": {
+            "aperture_right_minus_left_mm": _stat(ap[:, 0] - ap[:, 1]),
+            "mrd1_right_minus_left_mm": _stat(series["mrd1_mm"][:, 0] - series["mrd1_mm"][:, 1]),
+            "iris_h_right_minus_left_mm": _stat(
+                series["iris_offset_h_mm"][:, 0] - series["iris_offset_h_mm"][:, 1]
+            ),
+        },
+        "blinks": blinks,
+        "blink_count": len(blinks),
+        "blink_rate_per_min": (60.0 * len(blinks) / duration) if duration else None,
+        "gaze_range_h_deg": (
+            float(np.percentile(valid_h.mean(1), 95) - np.percentile(valid_h.mean(1), 5))
+            if len(valid_h)
+            else None
+        ),
+        "oscillation": dominant_oscillation(h, rate) if fps else None,
+    }
+    return summary
+
+
+def _json_array(a: np.ndarray) -> list[Any]:
+    if a.ndim > 1:
+        return [_json_array(row) for row in a]
+    return [None if math.isnan(v) else round(v, 3) for v in a.tolist()]
+
+
+def build_metrics(
+    rec: TrackReconstruction | None, n_frames: int, fps: float | None, blanked: int, faces: np.ndarray
+) -> dict[str, Any]:
+    """The metrics document: per-frame arrays (JSON lists, null for missing) and the summary."""
+    series = frame_series(rec, n_frames)
+
+    return {
+        "schema": SCHEMA,
+        "fps": fps,
+        "frames": n_frames,
+        "frames_blanked": blanked,
+        "faces_per_frame": faces.astype(int).tolist(),
+        "eye_order": ["right (OD)", "left (OS)"],
+        "units": {"length": "mm (iris diameter 11.7 mm as ruler)", "angle": "degrees"},
+        "series": {k: _json_array(v) for k, v in series.items()},
+        "summary": summarise(series, fps, n_frames),
+    }

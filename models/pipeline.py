@@ -1,0 +1,124 @@
+"""The digital mask, frame by frame: perceive, reconstruct, render the template, measure the eyes.
+
+Two passes. Pass 1 (tracking) runs face perception over every frame and keeps only landmarks. Pass 2
+reconstructs each face track (pose, expression motion, eye state) and renders every output frame from
+those numbers alone. The input pixels are never read in pass 2, so an output frame cannot contain
+anything of the input but the motion and measurements we chose to carry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.avatar import drive_eyes, eye_plate_coords, posed_vertices
+from models.compose import PosedFace, render_faces
+from models.eyes import EyeState
+from models.metrics import build_metrics
+from models.perception import FacePerception
+from models.reconstruct import TrackReconstruction, reconstruct
+from models.tracking import Analysis, FaceTracker
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class MaskedSequence:
+    """Result of pass 1 + reconstruction; frames are rendered on demand by :meth:`DigitalMask.render`."""
+
+    analysis: Analysis
+    tracks: list[TrackReconstruction]
+    patient: TrackReconstruction | None
+    fps: float | None
+
+    @property
+    def n_frames(self) -> int:
+        return self.analysis.n_frames
+
+    @property
+    def frames_blanked(self) -> int:
+        return int(self.analysis.blank.sum())
+
+    def metrics(self) -> dict[str, Any]:
+        return build_metrics(
+            self.patient, self.n_frames, self.fps, self.frames_blanked, self.analysis.faces_per_frame
+        )
+
+
+class DigitalMask:
+    """The masking model, loaded once per process (weights, template, device)."""
+
+    def __init__(
+        self, device: str | torch.device = "cpu", batch_size: int = 8, detector: str = "full"
+    ) -> None:
+        self.device = resolve_device(device)
+        self.batch_size = batch_size
+        self.perception = FacePerception(device=self.device, detector=detector)  # type: ignore[arg-type]
+        self.tracker = FaceTracker(self.perception, batch_size=batch_size)
+        self.last_metrics: dict[str, Any] | None = None
+        self.last_blanked = 0
+
+    def analyse(
+        self,
+        frames: Iterable[np.ndarray],
+        fps: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> MaskedSequence:
+        """Pass 1 and reconstruction. ``frames`` are RGB uint8 arrays of one size."""
+        analysis = self.tracker.analyse(frames, progress)
+        recs = [reconstruct(t, self.device) for t in analysis.tracks]
+        patient = max(recs, key=lambda r: (len(r.frames), r.face_size), default=None)
+        return MaskedSequence(analysis=analysis, tracks=recs, patient=patient, fps=fps)
+
+    def render(self, seq: MaskedSequence, index: int) -> np.ndarray:
+        """Output frame ``index``: template faces on a plain background, or a black frame when a face
+        was present that could not be masked safely (fail closed)."""
+        a = seq.analysis
+        if a.blank[index]:
+            return np.zeros((a.height, a.width, 3), dtype=np.uint8)
+        faces = []
+        for rec in seq.tracks:
+            pos = int(np.searchsorted(rec.frames, index))
+            if pos >= len(rec.frames) or rec.frames[pos] != index:
+                continue
+            faces.append(self._pose_face(rec, pos))
+        return render_faces(faces, a.height, a.width, self.device)
+
+    def _pose_face(self, rec: TrackReconstruction, pos: int) -> PosedFace:
+        e = rec.eyes
+        state = EyeState(
+            width=e.width[pos],
+            upper=e.upper[pos],
+            lower=e.lower[pos],
+            iris_u=e.iris_u[pos],
+            iris_v=e.iris_v[pos],
+            iris_diameter=e.iris_diameter[pos],
+        )
+        drive = drive_eyes(state)
+        dt = torch.float32
+        verts = posed_vertices(
+            torch.as_tensor(rec.expression[pos], device=self.device, dtype=dt),
+            drive,
+            torch.as_tensor(rec.rotation[pos], device=self.device, dtype=dt),
+            torch.as_tensor(float(rec.scale[pos]), device=self.device, dtype=dt),
+            torch.as_tensor(rec.translation[pos], device=self.device, dtype=dt),
+        )
+        return PosedFace(vertices=verts, eye_coords=eye_plate_coords(drive))
+
+    def mask_frames(self, frames: Iterable[np.ndarray], fps: float | None = None) -> Iterator[np.ndarray]:
+        """Frame-level API for callers doing their own I/O (DICOM): all frames are analysed first, then
+        masked frames are yielded in order; ``last_metrics`` / ``last_blanked`` are set before the first
+        one is yielded."""
+        seq = self.analyse(frames, fps)
+        self.last_metrics = seq.metrics()
+        self.last_blanked = seq.frames_blanked
+        for i in range(seq.n_frames):
+            yield self.render(seq, i)

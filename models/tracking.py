@@ -1,0 +1,201 @@
+"""Pass 1 of the mask: find every face in every frame and follow it through the video.
+
+Faces are detected in every frame (so a bystander walking in is masked at once); each face's mesh
+continues its track by overlap with the previous frame. A face the detector misses is looked for again
+in the region its mesh had in the previous frame, and a track missed entirely is carried for up to
+``carry_frames`` frames on its last landmarks. Fail-closed decisions are made here: a frame where a
+detected face could not be landmarked confidently is marked for blanking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+
+import numpy as np
+
+from models.perception import FacePerception
+from models.perception.types import FaceLandmarks, Roi
+from models.template import EYE_RING
+
+# The iris network's first 16 eye-contour points are these face-mesh points (MediaPipe's refinement
+# table), eye 0 = subject's right eye.
+_REFINED_RING = (
+    (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173),
+    (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398),
+)
+assert all(set(a) == set(b) for a, b in zip(_REFINED_RING, EYE_RING, strict=True))
+
+
+@dataclass
+class FaceObservation:
+    """One face in one frame, landmarks refined and ready for reconstruction."""
+
+    points: np.ndarray  # (468, 3) mesh with the eye rings replaced by the iris network's contour
+    iris: np.ndarray  # (2, 5, 3) iris points, z aligned with the mesh
+    presence: float
+    carried: bool = False  # True when copied from an earlier frame because the face was missed
+
+
+@dataclass
+class Track:
+    id: int
+    first: int
+    observations: dict[int, FaceObservation] = field(default_factory=dict)
+    missed: int = 0
+
+    def last(self) -> FaceObservation:
+        return self.observations[max(self.observations)]
+
+
+@dataclass
+class Analysis:
+    """What pass 1 found: tracks of faces and the frames that must be blanked."""
+
+    height: int
+    width: int
+    n_frames: int
+    tracks: list[Track]
+    blank: np.ndarray  # (n_frames,) bool: a face was present but could not be masked safely
+    faces_per_frame: np.ndarray  # (n_frames,) int
+
+
+def refine(face: FaceLandmarks) -> FaceObservation:
+    """Replace the mesh's eye rings by the iris network's finer eyelid contour (x, y), as the
+    reference pipeline does, and put the iris points at the depth of their eye's ring."""
+    points = face.mesh.astype(np.float32).copy()
+    iris = face.iris.astype(np.float32).copy()
+    for e, ring in enumerate(_REFINED_RING):
+        points[list(ring), :2] = face.eye_contours[e, :16, :2]
+        iris[e, :, 2] = points[list(ring), 2].mean()
+    return FaceObservation(points=points, iris=iris, presence=float(face.presence))
+
+
+def _box(points: np.ndarray) -> np.ndarray:
+    return np.array([points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()])
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class FaceTracker:
+    """Runs face perception over frames in batches and links faces into tracks."""
+
+    def __init__(
+        self,
+        perception: FacePerception,
+        batch_size: int = 8,
+        min_presence: float = 0.5,
+        fail_detection_score: float = 0.6,
+        carry_frames: int = 2,
+    ) -> None:
+        self.perception = perception
+        self.batch_size = max(1, batch_size)
+        self.min_presence = min_presence
+        self.fail_detection_score = fail_detection_score
+        self.carry_frames = carry_frames
+        self._next_id = 0
+
+    def analyse(
+        self, frames: Iterable[np.ndarray], progress: Callable[[int], None] | None = None
+    ) -> Analysis:
+        tracks: list[Track] = []
+        active: list[Track] = []
+        blank: list[bool] = []
+        counts: list[int] = []
+        height = width = 0
+        index = 0
+        for batch in _batched(iter(frames), self.batch_size):
+            height, width = batch[0].shape[:2]
+            detections = self.perception.detect(batch)
+            rois = [[self.perception.roi_from_detection(d) for d in dets] for dets in detections]
+            found = self.perception.landmarks(batch, rois, [list(d) for d in detections])
+            for frame, dets, faces in zip(batch, detections, found, strict=True):
+                good = [f for f in faces if f.presence >= self.min_presence]
+                good = _dedupe(good)
+                # a confidently detected face whose landmarks failed: this frame is not safe
+                failed = any(d.score >= self.fail_detection_score and not _covered(d.box, good) for d in dets)
+                active, new_tracks = self._link(frame, index, good, active)
+                tracks.extend(new_tracks)
+                blank.append(failed)
+                counts.append(sum(1 for t in active if index in t.observations))
+                index += 1
+            if progress is not None:
+                progress(index)
+        return Analysis(
+            height=height,
+            width=width,
+            n_frames=index,
+            tracks=[t for t in tracks if any(not o.carried for o in t.observations.values())],
+            blank=np.asarray(blank, dtype=bool),
+            faces_per_frame=np.asarray(counts, dtype=np.int64),
+        )
+
+    def _link(
+        self, frame: np.ndarray, index: int, faces: list[FaceLandmarks], active: list[Track]
+    ) -> tuple[list[Track], list[Track]]:
+        obs = [refine(f) for f in faces]
+        boxes = [_box(o.points) for o in obs]
+        unmatched = set(range(len(obs)))
+        still: list[Track] = []
+        for track in sorted(active, key=lambda t: t.first):
+            prev = _box(track.last().points)
+            best, best_iou = None, 0.3
+            for k in unmatched:
+                iou = _iou(prev, boxes[k])
+                if iou > best_iou:
+                    best, best_iou = k, iou
+            if best is not None:
+                unmatched.discard(best)
+                track.observations[index] = obs[best]
+                track.missed = 0
+                still.append(track)
+                continue
+            # missed by the detector: look again where the face was
+            retry = self._retry(frame, self.perception.roi_from_mesh(track.last().points))
+            if retry is not None:
+                track.observations[index] = retry
+                track.missed = 0
+                still.append(track)
+            elif track.missed < self.carry_frames:
+                last = track.last()
+                track.observations[index] = FaceObservation(last.points, last.iris, last.presence, True)
+                track.missed += 1
+                still.append(track)
+        new_tracks = []
+        for k in sorted(unmatched):
+            t = Track(id=self._next_id, first=index, observations={index: obs[k]})
+            self._next_id += 1
+            new_tracks.append(t)
+            still.append(t)
+        return still, new_tracks
+
+    def _retry(self, frame: np.ndarray, roi: Roi) -> FaceObservation | None:
+        found = self.perception.landmarks([frame], [[roi]], None)[0]
+        if found and found[0].presence >= self.min_presence:
+            return refine(found[0])
+        return None
+
+
+def _covered(box: np.ndarray, faces: list[FaceLandmarks]) -> bool:
+    return any(_iou(box, _box(f.mesh)) > 0.2 for f in faces)
+
+
+def _dedupe(faces: list[FaceLandmarks]) -> list[FaceLandmarks]:
+    """Two detections of one face give two meshes on the same spot: keep the more confident."""
+    kept: list[FaceLandmarks] = []
+    for f in sorted(faces, key=lambda f: -f.presence):
+        if all(_iou(_box(f.mesh), _box(k.mesh)) < 0.5 for k in kept):
+            kept.append(f)
+    return kept
+
+
+def _batched(it: Iterator[np.ndarray], n: int) -> Iterator[list[np.ndarray]]:
+    while batch := list(islice(it, n)):
+        yield batch
