@@ -1,0 +1,158 @@
+"""FastAPI dependencies: authentication, scopes, rate limiting, and the audit context of a request.
+
+Every refusal (401, 403, first 429 of a window) is written to the audit log before it is raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from fastapi import Request
+
+from services.audit import service as audit
+from services.auth.service import Principal, verify_key
+from services.db import session_scope
+from services.problems import Problem
+from services.settings import Settings
+
+log = logging.getLogger("dmask.auth")
+
+
+def settings_of(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def source_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def audit_ctx(request: Request, principal: Principal | None = None) -> audit.AuditContext:
+    return audit.AuditContext(
+        client_id=principal.client_id if principal else None,
+        key_id=principal.key_id if principal else None,
+        source_ip=source_ip(request),
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+def _audit_denial(
+    request: Request, principal: Principal | None, status: int, reason: str, **ids: str
+) -> None:
+    settings = settings_of(request)
+    try:
+        with session_scope(settings) as session:
+            audit.append(
+                session,
+                audit_ctx(request, principal),
+                "request.denied",
+                audit.Outcome.denied,
+                record_id=ids.get("record_id"),
+                job_id=ids.get("job_id"),
+                artifact_id=ids.get("artifact_id"),
+                media_id=ids.get("media_id"),
+                detail={
+                    "status": status,
+                    "reason": reason,
+                    "method": request.method,
+                    "route": _route(request),
+                },
+            )
+    except Exception:  # the refusal itself must still go out
+        log.exception("could not audit a denied request")
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return getattr(route, "path", None) or "unmatched"
+
+
+class RateLimiter:
+    """Fixed one-minute windows per client, per API process (with N replicas the effective limit is
+    N times the setting; a shared limiter belongs in the ingress)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._windows: dict[str, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, client: str) -> tuple[bool, int, bool]:
+        """Returns (allowed, seconds until the window resets, first refusal in this window)."""
+        now = time.time()
+        window = int(now // 60)
+        with self._lock:
+            start, count = self._windows.get(client, (window, 0))
+            if start != window:
+                start, count = window, 0
+            count += 1
+            self._windows[client] = (start, count)
+        retry = 60 - int(now % 60)
+        allowed = self.per_minute <= 0 or count <= self.per_minute
+        return allowed, retry, count == self.per_minute + 1
+
+
+def authenticate(request: Request) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    principal = None
+    if scheme.lower() == "bearer" and token.strip():
+        with session_scope(settings_of(request)) as session:
+            principal = verify_key(session, token.strip())
+    if principal is None:
+        reason = "missing credentials" if not header else "invalid credentials"
+        _audit_denial(request, None, 401, reason)
+        raise Problem(
+            401,
+            "A valid API key is required (Authorization: Bearer <key>).",
+            slug="unauthenticated",
+            headers={"WWW-Authenticate": 'Bearer realm="dmask"'},
+        )
+    limiter: RateLimiter = request.app.state.rate_limiter
+    allowed, retry, first = limiter.hit(principal.client_id)
+    if not allowed:
+        if first:
+            _audit_denial(request, principal, 429, "rate limit")
+        raise Problem(429, "Rate limit exceeded.", slug="rate-limited", headers={"Retry-After": str(retry)})
+    request.state.principal = principal
+    return principal
+
+
+def require_scope(scope: str) -> Callable[[Request], Principal]:
+    """Dependency factory: the caller must hold ``scope`` (or ``admin``)."""
+
+    def dependency(request: Request) -> Principal:
+        principal = authenticate(request)
+        if not principal.allows(scope):
+            _audit_denial(request, principal, 403, f"missing scope {scope}")
+            raise Problem(403, f"This key lacks the scope {scope}.", slug="forbidden", required_scope=scope)
+        return principal
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency
+
+
+def require_any(*scopes: str) -> Callable[[Request], Principal]:
+    """Dependency factory: the caller must hold at least one of ``scopes`` (or ``admin``)."""
+
+    def dependency(request: Request) -> Principal:
+        principal = authenticate(request)
+        if not any(principal.allows(s) for s in scopes):
+            _audit_denial(request, principal, 403, f"missing scope {' or '.join(scopes)}")
+            raise Problem(
+                403,
+                f"This key lacks the scope {' or '.join(scopes)}.",
+                slug="forbidden",
+                required_scope=list(scopes),
+            )
+        return principal
+
+    return dependency
+
+
+def deny_other_tenant(request: Request, principal: Principal, what: str, **ids: str) -> Problem:
+    """Another client's resource: audited as a denial, answered as 404 so existence is not leaked."""
+    _audit_denial(request, principal, 404, f"{what} belongs to another client", **ids)
+    return Problem(404, f"No such {what}.", slug="not-found")

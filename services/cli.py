@@ -1,0 +1,236 @@
+"""The ``dmask`` command line.
+
+    dmask serve [--host H] [--port P]      run the API (embedded default: everything in one process)
+    dmask worker [--concurrency N]         run a masking worker (Celery when a broker is configured)
+    dmask keys create --client NAME --scope S [--scope S ...]   (the key is the LAST line printed)
+    dmask keys list | dmask keys revoke KEY_ID
+    dmask db upgrade                       apply database migrations
+    dmask audit verify                     check the audit hash chain (exit 1 if broken)
+    dmask mask ... / dmask landmarks ...   model tools (see models/)
+
+Model commands are imported only when used, so the service starts without loading torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+
+from services.settings import Settings, get_settings
+
+DELEGATED = {
+    "mask": ("models.cli", "mask_command"),
+    "landmarks": ("models.perception.draw_cli", "landmarks_command"),
+}
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _ensure_schema(settings: Settings) -> None:
+    if settings.migrate_on_start:
+        from services.migrate import upgrade
+
+        upgrade(settings)
+
+
+def _cli_ctx() -> object:
+    from services.audit.service import AuditContext
+
+    return AuditContext(client_id=None, key_id=None, source_ip=None, request_id=f"cli:{_os_user()}")
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return str(os.getuid())
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    host = args.host or settings.host
+    port = args.port if args.port is not None else settings.port
+    # uvicorn's access log prints request paths, which carry record IDs: the app logs its own,
+    # with route templates only.
+    uvicorn.run(
+        "services.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.broker_url:
+        from workers.celery_app import app
+
+        concurrency = args.concurrency or settings.worker_concurrency
+        app.worker_main(
+            [
+                "worker",
+                "-Q",
+                settings.queue_name,
+                "--concurrency",
+                str(concurrency),
+                "--pool",
+                "prefork",
+                "--loglevel",
+                settings.log_level.upper(),
+                "-n",
+                f"dmask-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+        return 0
+    from workers.inprocess import InProcessWorker
+
+    _ensure_schema(settings)
+    worker = InProcessWorker(settings)
+    stop = threading.Event()
+
+    def _stop(*_: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    worker.start()
+    logging.getLogger("dmask.worker").info("in-process worker polling the database (no broker configured)")
+    stop.wait()
+    worker.stop()
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    from services.auth import service as keys
+    from services.db import session_scope
+
+    _ensure_schema(settings)
+    ctx = _cli_ctx()
+    if args.keys_cmd == "create":
+        try:
+            with session_scope(settings) as session:
+                row, key = keys.create_key(session, args.client, args.scope, ctx)  # type: ignore[arg-type]
+        except keys.KeyError_ as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"key id: {row.id}  client: {row.client_id}  scopes: {' '.join(row.scopes)}")
+        print("store this key now; it is not shown again:")
+        print(key)
+        return 0
+    if args.keys_cmd == "list":
+        with session_scope(settings) as session:
+            rows = keys.list_keys(session)
+            for r in rows:
+                state = f"revoked {r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "active"
+                print(f"{r.id}\t{r.client_id}\t{','.join(r.scopes)}\t{r.created_at:%Y-%m-%d %H:%M}\t{state}")
+        return 0
+    if args.keys_cmd == "revoke":
+        try:
+            with session_scope(settings) as session:
+                keys.revoke_key(session, args.key_id, ctx)  # type: ignore[arg-type]
+        except keys.KeyError_ as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"revoked {args.key_id}")
+        return 0
+    return 2
+
+
+def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
+    from services.migrate import upgrade
+
+    upgrade(settings)
+    print("database at head")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    from services.audit import service as audit
+    from services.db import get_sessionmaker
+
+    _ensure_schema(settings)
+    with get_sessionmaker(settings)() as session:
+        result = audit.verify(session)
+    print(json.dumps(result.as_dict()))
+    return 0 if result.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dmask", description="DigitalMask face-privacy ingestion service")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="run the API")
+    s.add_argument("--host")
+    s.add_argument("--port", type=int)
+    s.set_defaults(fn=cmd_serve)
+
+    w = sub.add_parser("worker", help="run a masking worker")
+    w.add_argument("--concurrency", type=int)
+    w.set_defaults(fn=cmd_worker)
+
+    k = sub.add_parser("keys", help="manage API keys")
+    ksub = k.add_subparsers(dest="keys_cmd", required=True)
+    kc = ksub.add_parser("create", help="create a key (printed once, as the last line)")
+    kc.add_argument("--client", required=True)
+    kc.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="media:write, media:read, audit:read or admin (repeatable)",
+    )
+    ksub.add_parser("list", help="list keys (never the keys themselves)")
+    kr = ksub.add_parser("revoke", help="revoke a key")
+    kr.add_argument("key_id")
+    k.set_defaults(fn=cmd_keys)
+
+    d = sub.add_parser("db", help="database maintenance")
+    dsub = d.add_subparsers(dest="db_cmd", required=True)
+    dsub.add_parser("upgrade", help="apply migrations")
+    d.set_defaults(fn=cmd_db)
+
+    a = sub.add_parser("audit", help="audit log")
+    asub = a.add_subparsers(dest="audit_cmd", required=True)
+    asub.add_parser("verify", help="verify the hash chain online")
+    a.set_defaults(fn=cmd_audit)
+
+    for name in DELEGATED:
+        sub.add_parser(name, help=f"model tool: dmask {name} --help", add_help=False)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        module, attr = DELEGATED[argv[0]]
+        fn: Callable[[list[str]], int | None] = getattr(importlib.import_module(module), attr)
+        return int(fn(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    _setup_logging(settings)
+    code: int = args.fn(args, settings)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""Handing job ids to whatever runs them: Celery (broker configured) or the in-process worker.
+
+Sending is best effort by design: the job row is already committed as ``queued``, so if the broker
+is down the reconciler sends it later. An upload never fails because the broker hiccupped.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+from services.settings import Settings
+
+log = logging.getLogger("dmask.dispatch")
+
+TASK_NAME = "dmask.mask_job"
+EPOCH_KEY = "dmask:broker-epoch"
+
+
+class Dispatcher(Protocol):
+    def enqueue(self, job_ids: list[str]) -> int:
+        """Send the ids; returns how many were handed over."""
+
+    def broker_lost_state(self) -> bool:
+        """True once after the broker lost its queues (restart without persistence)."""
+
+
+class LocalDispatcher:
+    """Embedded mode: wakes the in-process worker (it reads queued jobs from the database)."""
+
+    def __init__(self) -> None:
+        self.wakeup = threading.Event()
+
+    def enqueue(self, job_ids: list[str]) -> int:
+        self.wakeup.set()
+        return len(job_ids)
+
+    def broker_lost_state(self) -> bool:
+        return False
+
+
+class CeleryDispatcher:
+    def __init__(self, settings: Settings) -> None:
+        from workers.celery_app import make_celery
+
+        self.settings = settings
+        self.app = make_celery(settings)
+
+    def enqueue(self, job_ids: list[str]) -> int:
+        sent = 0
+        for job_id in job_ids:
+            try:
+                self.app.send_task(
+                    TASK_NAME,
+                    args=[job_id],
+                    queue=self.settings.queue_name,
+                    retry=True,
+                    retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+                )
+                sent += 1
+            except Exception as exc:  # broker down: the reconciler resends queued jobs later
+                log.warning("could not enqueue job %s: %s", job_id, type(exc).__name__)
+                break
+        return sent
+
+    def broker_lost_state(self) -> bool:
+        """Redis configured without persistence forgets every queued message when it restarts. A
+        marker key set on first contact disappears with them, which tells the reconciler to resend
+        everything still queued."""
+        url = self.settings.broker_url or ""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return False
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            return bool(client.set(EPOCH_KEY, "1", nx=True))
+        finally:
+            client.close()
+
+
+_dispatchers: dict[int, Dispatcher] = {}
+_lock = threading.Lock()
+
+
+def get_dispatcher(settings: Settings) -> Dispatcher:
+    with _lock:
+        d = _dispatchers.get(id(settings))
+        if d is None:
+            d = LocalDispatcher() if settings.embedded else CeleryDispatcher(settings)
+            _dispatchers[id(settings)] = d
+        return d

@@ -1,0 +1,116 @@
+"""RFC 9457 problem details for every error the API returns.
+
+Routes raise ``Problem``; framework errors (validation, unknown route, wrong method, uncaught
+exceptions) are converted by the handlers installed in ``install``. Details never echo request input
+(validation errors drop the offending value): inputs can carry PHI.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger("dmask.api")
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """An error answer. ``slug`` names the problem type (``urn:dmask:problem:<slug>``)."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str | None = None,
+        *,
+        slug: str | None = None,
+        title: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extensions: Any,
+    ) -> None:
+        super().__init__(detail or title or str(status))
+        self.status = status
+        self.detail = detail
+        self.slug = slug
+        self.title = title or HTTPStatus(status).phrase
+        self.headers = headers or {}
+        self.extensions = extensions
+
+
+def problem_body(
+    request: Request, status: int, *, title: str, detail: str | None, slug: str | None, **ext: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"urn:dmask:problem:{slug}" if slug else "about:blank",
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    body["instance"] = request.url.path
+    rid = getattr(request.state, "request_id", None)
+    if rid:
+        body["request_id"] = rid
+    body.update(ext)
+    return body
+
+
+def problem_response(request: Request, problem: Problem) -> JSONResponse:
+    body = problem_body(
+        request,
+        problem.status,
+        title=problem.title,
+        detail=problem.detail,
+        slug=problem.slug,
+        **problem.extensions,
+    )
+    return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
+
+
+async def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Problem)
+    return problem_response(request, exc)
+
+
+async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    status = exc.status_code
+    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != HTTPStatus(status).phrase else None
+    return problem_response(request, Problem(status, detail, headers=dict(exc.headers or {})))
+
+
+async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+        for err in exc.errors()
+    ]
+    return problem_response(
+        request,
+        Problem(422, "The request is not valid.", slug="validation", title="Invalid request", errors=errors),
+    )
+
+
+async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error (request %s)", getattr(request.state, "request_id", "-"))
+    return problem_response(request, Problem(500, "Internal error; quote the request_id to support."))
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(Problem, _problem_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_handler)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(Exception, _unhandled_handler)
+
+
+# Frequently used problems --------------------------------------------------------------------------
+
+
+def not_found(what: str = "resource") -> Problem:
+    return Problem(404, f"No such {what}.", slug="not-found")

@@ -1,0 +1,57 @@
+"""The reconciler: makes the broker agree with the job table again.
+
+- Jobs ``running`` with a heartbeat older than the lease (their worker died): back to ``queued`` and
+  re-sent, or ``failed`` once ``max_deliveries`` is spent (dead-lettered).
+- Jobs ``queued`` whose message the broker lost: all of them right after a broker restart (Redis
+  without persistence forgets everything), otherwise those waiting longer than ``requeue_after_s``.
+Runs at worker start and every ``reconcile_interval_s``; several reconcilers at once are safe because
+every change is a guarded UPDATE and duplicate messages cannot be claimed twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from services.jobs import service as jobs
+from services.jobs.dispatch import Dispatcher, get_dispatcher
+from services.settings import Settings
+
+log = logging.getLogger("dmask.reconciler")
+
+
+def reconcile_once(settings: Settings, dispatcher: Dispatcher) -> list[str]:
+    ids = jobs.recover_stale(settings)
+    try:
+        lost = dispatcher.broker_lost_state()
+    except Exception as exc:
+        log.warning("broker unreachable: %s", type(exc).__name__)
+        return ids
+    if lost:
+        log.warning("broker lost its state: re-sending every queued job")
+    for job_id in jobs.queued_to_resend(settings, everything=lost):
+        if job_id not in ids:
+            ids.append(job_id)
+    if ids:
+        sent = dispatcher.enqueue(ids)
+        log.info("reconciler re-sent %d of %d jobs", sent, len(ids))
+    return ids
+
+
+def run_forever(settings: Settings, stop: threading.Event, dispatcher: Dispatcher | None = None) -> None:
+    dispatcher = dispatcher or get_dispatcher(settings)
+    while True:
+        try:
+            reconcile_once(settings, dispatcher)
+        except Exception:
+            log.exception("reconciler pass failed")
+        if stop.wait(settings.reconcile_interval_s):
+            return
+
+
+def start_reconciler_thread(settings: Settings, dispatcher: Dispatcher | None = None) -> threading.Event:
+    stop = threading.Event()
+    threading.Thread(
+        target=run_forever, args=(settings, stop, dispatcher), name="reconciler", daemon=True
+    ).start()
+    return stop
