@@ -136,7 +136,13 @@ def _children_of_entry(buf: bytes | bytearray, entry: Box) -> list[Box]:
 
 def read_clean_aperture(path: str | Path) -> CropRect | None:
     """Crop rectangle from the first video track's ``clap`` box, or None (absent or unusable)."""
-    p = Path(path)
+    try:
+        return _read_clean_aperture(Path(path))
+    except (struct.error, OSError, ValueError, ZeroDivisionError):
+        return None  # malformed boxes: FFmpeg's own checks decide whether the file is usable
+
+
+def _read_clean_aperture(p: Path) -> CropRect | None:
     with p.open("rb") as fh:
         found = read_moov(fh, p.stat().st_size)
     if found is None:

@@ -71,6 +71,8 @@ _DEMUXERS: Final = {
     MediaType.MKV: "matroska",
 }
 _BMFF_TYPES: Final = {MediaType.MP4, MediaType.MOV, MediaType.THREE_GP}
+# What PyAV raises on hostile input: FFmpeg errors, undecodable metadata, and OSError subclasses.
+_DECODER_ERRORS: Final = (av.error.FFmpegError, UnicodeError, OSError)
 _OPEN_TIMEOUT_S: Final = 20.0
 _READ_TIMEOUT_S: Final = 20.0
 
@@ -103,6 +105,7 @@ class VideoInfo:
     sample_aspect_ratio: Fraction = Fraction(1)
     _transform: Transform = field(default="none", repr=False)
     _crop: _bmff.CropRect | None = field(default=None, repr=False)
+    _count_exact: bool = field(default=True, repr=False)  # frame_count from the header, not estimated
 
 
 @dataclass(frozen=True)
@@ -138,17 +141,30 @@ def _sniff_file(path: Path) -> MediaType:
 
 
 def _open_input(path: Path, media_type: MediaType) -> av.container.InputContainer:
+    # "file:" + whitelist: the name can never be read as another protocol, and no demuxer may
+    # open anything but local files.
     try:
         return av.open(
-            str(path),
+            "file:" + str(path.resolve()),
             mode="r",
             format=_DEMUXERS[media_type],
+            options={"protocol_whitelist": "file"},
+            metadata_errors="replace",
             timeout=(_OPEN_TIMEOUT_S, _READ_TIMEOUT_S),
         )
-    except av.error.FFmpegError as exc:
+    except _DECODER_ERRORS as exc:
         raise MediaError(f"corrupt or truncated {media_type.label} video") from exc
-    except OSError as exc:  # PyAV maps some errors to OSError subclasses
-        raise MediaError(f"{media_type.label} video could not be opened") from exc
+
+
+def _video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The first real video stream (cover art is stored as an 'attached picture' video stream)."""
+    for stream in container.streams.video:
+        if av.stream.Disposition.attached_pic in stream.disposition:
+            continue
+        if stream.codec_context is None:
+            raise MediaError("video codec is not supported")
+        return stream
+    raise MediaError("file has no video stream")
 
 
 def probe_video(
@@ -164,7 +180,7 @@ def probe_video(
     container = _open_input(p, media_type)
     try:
         return _probe_open(container, p, media_type, file_size, max_duration_s, max_pixels)
-    except av.error.FFmpegError as exc:
+    except _DECODER_ERRORS as exc:
         raise MediaError(f"corrupt or truncated {media_type.label} video") from exc
     finally:
         container.close()
@@ -178,9 +194,7 @@ def _probe_open(
     max_duration_s: float,
     max_pixels: int,
 ) -> VideoInfo:
-    if not container.streams.video:
-        raise MediaError("file has no video stream")
-    stream = container.streams.video[0]
+    stream = _video_stream(container)
     cc = stream.codec_context
     coded_w, coded_h = int(cc.width or 0), int(cc.height or 0)
     if coded_w <= 0 or coded_h <= 0:
@@ -202,7 +216,8 @@ def _probe_open(
         raise MediaError("video duration is missing or implausible")
     if duration > max_duration_s:
         raise MediaError(f"video is {duration:.0f} s long; the limit is {max_duration_s:.0f} s")
-    frame_count = int(stream.frames) if stream.frames else round(duration * fps)
+    count_exact = bool(stream.frames)
+    frame_count = int(stream.frames) if count_exact else round(duration * fps)
     if frame_count > max_duration_s * _MAX_FPS:
         raise MediaError("video declares more frames than allowed")
     if media_type in _BMFF_TYPES:
@@ -211,7 +226,7 @@ def _probe_open(
     crop = _bmff.read_clean_aperture(path) if media_type in _BMFF_TYPES else None
     if crop is not None and (crop.width, crop.height) == (coded_w, coded_h):
         crop = None
-    first = next(iter(container.decode(stream)), None)
+    first = next(iter(container.decode(stream)), None)  # display matrix lives on decoded frames
     if first is None:
         raise MediaError("video has no decodable frames")
     transform, rotation, mirrored = _display_transform(first)
@@ -237,6 +252,7 @@ def _probe_open(
         sample_aspect_ratio=sar,
         _transform=transform,
         _crop=crop,
+        _count_exact=count_exact,
     )
 
 
@@ -331,7 +347,7 @@ def iter_frames(
     container = _open_input(p, media_type)
     try:
         yield from _decode_all(container, info, max_duration_s)
-    except av.error.FFmpegError as exc:
+    except _DECODER_ERRORS as exc:
         raise MediaError(f"corrupt {info.media_type.label} video: decoding failed") from exc
     finally:
         container.close()
@@ -340,10 +356,12 @@ def iter_frames(
 def _decode_all(
     container: av.container.InputContainer, info: VideoInfo, max_duration_s: float
 ) -> Iterator[VideoFrame]:
-    stream = container.streams.video[0]
+    stream = _video_stream(container)
     stream.thread_type = "AUTO"
     step = max(1, round(1 / (info.fps * info.time_base)))  # nominal frame duration in time_base units
-    max_frames = max(info.frame_count + 10, int(info.frame_count * 1.1))
+    # An estimated count (no per-frame index, e.g. Matroska) only bounds loosely.
+    slack = 1.1 if info._count_exact else 2.0
+    max_frames = max(info.frame_count + 10, int(info.frame_count * slack))
     max_pts = (max_duration_s + 1.0) / info.time_base
     crop = info._crop
     first_pts: int | None = None
@@ -375,7 +393,8 @@ def _decode_all(
         index += 1
     if index == 0:
         raise MediaError("video has no decodable frames")
-    if index < info.frame_count - 1 and index < info.frame_count * 0.99:
+    expected = info.frame_count if info._count_exact else info.frame_count * 0.5
+    if index < expected - 1 and index < expected * 0.99:
         raise MediaError("video is truncated or corrupt: fewer frames than its header declares")
 
 
@@ -420,7 +439,10 @@ class VideoWriter:
         self._last_pts = -1
         self._closed = False
 
-        self._container = av.open(str(self.path), mode="w", format="mp4", options={"fflags": "+bitexact"})
+        # bitexact: no "encoder" tag or other muxer fingerprints in the file.
+        self._container = av.open(
+            "file:" + str(self.path.resolve()), mode="w", format="mp4", options={"fflags": "+bitexact"}
+        )
         try:
             stream = self._container.add_stream("libx264", rate=self.fps)
             stream.width, stream.height = self._coded_w, self._coded_h

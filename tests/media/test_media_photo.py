@@ -95,6 +95,14 @@ def test_grayscale_becomes_three_equal_channels() -> None:
     assert np.array_equal(rgb[..., 0], gray)
 
 
+def test_avif_decodes(face_rgb: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(face_rgb).save(buf, "AVIF", quality=90)
+    assert sniff(buf.getvalue()) is MediaType.AVIF
+    rgb = read_photo(buf.getvalue())
+    assert np.abs(rgb.astype(int) - face_rgb).mean() < 8
+
+
 def test_heic_decodes(face_rgb: np.ndarray) -> None:
     pillow_heif = pytest.importorskip("pillow_heif")
     pillow_heif.register_heif_opener()
@@ -175,6 +183,25 @@ def test_truncated_png_is_rejected(face_rgb: np.ndarray) -> None:
     data = encode_photo(face_rgb, "PNG")
     with pytest.raises(MediaError, match="corrupt or truncated"):
         read_photo(data[: len(data) // 2])
+
+
+def test_corrupted_photos_either_decode_or_raise_media_error(face_rgb: np.ndarray) -> None:
+    seeds = [encode_photo(face_rgb, fmt) for fmt in ("JPEG", "PNG", "WEBP")]
+    seeds.append(jpeg_with_everything(face_rgb))
+    rng = np.random.default_rng(3)
+    refused = 0
+    for i in range(300):
+        data = bytearray(seeds[i % len(seeds)])
+        if i % 2:
+            data = data[: int(rng.integers(1, len(data)))]
+        else:
+            for pos in rng.integers(0, len(data), size=int(rng.integers(1, 10))):
+                data[int(pos)] = int(rng.integers(0, 256))
+        try:
+            assert read_photo(bytes(data)).dtype == np.uint8
+        except MediaError:
+            refused += 1
+    assert refused > 100
 
 
 def test_png_signature_in_front_of_html_is_rejected() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,35 @@ def test_header_only_mp4_is_refused(tmp_path: Path, shared: Path) -> None:
     cut.write_bytes((shared / "videos" / "livep_d0.mp4").read_bytes()[:200])
     with pytest.raises(MediaError):
         probe_video(cut)
+
+
+def test_corrupted_videos_either_decode_or_raise_media_error_quickly(
+    tmp_path: Path, upright: list[np.ndarray]
+) -> None:
+    seeds = [
+        build_mp4(tmp_path / "a.mp4", upright[:8], audio=True).read_bytes(),
+        build_mp4(tmp_path / "b.mp4", upright[:8], options={"movflags": "+faststart"}).read_bytes(),
+        build_mp4(tmp_path / "c.mkv", upright[:8], container_format="matroska").read_bytes(),
+    ]
+    rng = np.random.default_rng(7)
+    case = tmp_path / "case.bin"
+    outcomes = {"decoded": 0, "refused": 0}
+    started = time.monotonic()
+    for i in range(60):
+        data = bytearray(seeds[i % len(seeds)])
+        if i % 2:
+            data = data[: int(rng.integers(1, len(data)))]
+        else:
+            for pos in rng.integers(0, len(data), size=int(rng.integers(1, 20))):
+                data[int(pos)] = int(rng.integers(0, 256))
+        case.write_bytes(bytes(data))
+        try:
+            list(iter_frames(case))
+            outcomes["decoded"] += 1
+        except MediaError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 10
+    assert time.monotonic() - started < 60
 
 
 # ----------------------------------------------------------------------------------- encoding
