@@ -129,7 +129,6 @@ def phi_header(sop_class: str, *, study_uid: str, series_uid: str, sop_uid: str,
     icon.PixelData = bytes(range(16))
     ds.IconImageSequence = [icon]
     ds.AcquisitionContextSequence = Sequence()
-    ds.AnatomicRegionSequence = Sequence()
     # Private block.
     block = ds.private_block(0x0029, PRIVATE_CREATOR, create=True)
     block.add_new(0x10, "LO", "secret private note")

@@ -213,7 +213,7 @@ def mask_dicom(
     lossy = _lossy_bookkeeping(ds, info, video, ratio)
     ds.SOPClassUID = out_sop
     if out_sop != source_sop:
-        _make_secondary_capture(ds)
+        _make_secondary_capture(ds, out_sop)
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(out_sop)
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -323,8 +323,14 @@ def _lossy_bookkeeping(ds: Dataset, info: PixelInfo, video: bool, ratio: float) 
     return True
 
 
-def _make_secondary_capture(ds: Dataset) -> None:
-    """Minimum the SC Equipment module needs when a monochrome IOD's image becomes a colour SC."""
+def _make_secondary_capture(ds: Dataset, sop_class_uid: str) -> None:
+    """A monochrome IOD's image becomes a colour SC: drop attributes the SC IOD does not define
+    (modality acquisition parameters, image plane) and fill the SC Equipment module."""
+    known = {kw for (path, kw) in iod.attribute_rules(sop_class_uid) if not path}
+    for elem in list(ds):
+        kw = elem.keyword
+        if kw and kw not in known and not elem.tag.is_private and elem.tag.group != 0x0002:
+            del ds[elem.tag]
     if not str(ds.get("ConversionType", "")).strip():
         ds.ConversionType = "WSD"
 
