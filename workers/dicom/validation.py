@@ -56,7 +56,7 @@ def dicom_info() -> Any:
             if ok:
                 node[_tag_key(tag)] = {"type": attr["type"]}
         modules[key] = root
-    iods = {
+    iods: dict[str, dict[str, Any]] = {
         sop: {
             "title": iod,
             "modules": {m["key"]: {"ref": m["key"], "use": m["usage"]} for m in iod_modules.get(iod, [])},
