@@ -2,14 +2,16 @@
 
 Used for one thing: the clean-aperture (``clap``) box, i.e. container-level cropping. H.264 4:2:0
 can only crop by even amounts in its SPS, so an odd-sized video is stored padded to even and the
-``clap`` box says what to show. We write it after muxing
-(moov is at the end of the file, so inserting bytes there moves no sample offsets) and read it
-back on input, because libavcodec does not apply container cropping by itself.
+``clap`` box says what to show. We write it after muxing and read it back on input, because
+libavcodec does not apply container cropping by itself.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import struct
+import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -184,50 +186,93 @@ def write_clean_aperture(path: str | Path, display_width: int, display_height: i
 
     Inserts a ``clap`` box into the video sample entry. The track header keeps the coded size:
     FFmpeg reads a tkhd size that differs from the coded one as a non-square pixel aspect.
-    Requires ``moov`` to be the last top-level box (FFmpeg's default without faststart), so no
-    chunk offset changes.
+    Works with ``moov`` after the media data (patched in place) or before it (faststart: the
+    file is rewritten and every chunk offset moved by the inserted bytes).
     """
     p = Path(path)
-    with p.open("r+b") as fh:
+    with p.open("rb") as fh:
         size = p.stat().st_size
         found = read_moov(fh, size)
-        if found is None:
-            raise ValueError("no moov box")
-        moov_offset, moov_bytes = found
-        if moov_offset + len(moov_bytes) != size:
-            raise ValueError("moov is not the last box")
-        moov = bytearray(moov_bytes)
-        located = _video_sample_entry(moov)
-        if located is None:
-            raise ValueError("no video sample entry")
-        parents, entry = located
-        coded_w, coded_h = struct.unpack_from(">HH", moov, entry.payload + 24)
-        if any(b.type == b"clap" for b in _children_of_entry(moov, entry)):
-            raise ValueError("clap already present")
-        # clap goes before pasp (ISO 14496-12 order), after the codec configuration box.
-        children = _children_of_entry(moov, entry)
-        insert_at = entry.end
-        for child in children:
-            if child.type in (b"pasp", b"colr", b"btrt"):
-                insert_at = child.offset
-                break
-        clap = struct.pack(
-            ">I4sIIIIiIiI",
-            40,
-            b"clap",
-            display_width,
-            1,
-            display_height,
-            1,
-            display_width - coded_w,  # horizontal offset of the centre, in half pixels
-            2,
-            display_height - coded_h,
-            2,
-        )
-        for box in [*parents, entry]:
-            if box.header != 8:
-                raise ValueError("64-bit box sizes not supported here")
-            struct.pack_into(">I", moov, box.offset, box.size + len(clap))
-        moov[insert_at:insert_at] = clap
-        fh.seek(moov_offset)
-        fh.write(moov)
+    if found is None:
+        raise ValueError("no moov box")
+    moov_offset, old_moov = found
+    moov = _moov_with_clap(old_moov, display_width, display_height)
+    delta = len(moov) - len(old_moov)
+    if moov_offset + len(old_moov) == size:
+        with p.open("r+b") as fh:
+            fh.seek(moov_offset)
+            fh.write(moov)
+        return
+    _shift_chunk_offsets(moov, delta, after=moov_offset)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, p.open("rb") as src:
+            out.write(src.read(moov_offset))
+            out.write(moov)
+            src.seek(moov_offset + len(old_moov))
+            shutil.copyfileobj(src, out, 1 << 20)
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _moov_with_clap(moov_bytes: bytes, display_width: int, display_height: int) -> bytearray:
+    moov = bytearray(moov_bytes)
+    located = _video_sample_entry(moov)
+    if located is None:
+        raise ValueError("no video sample entry")
+    parents, entry = located
+    coded_w, coded_h = struct.unpack_from(">HH", moov, entry.payload + 24)
+    children = _children_of_entry(moov, entry)
+    if any(b.type == b"clap" for b in children):
+        raise ValueError("clap already present")
+    # After the codec configuration, before pasp (ISO 14496-12 order; parsers accept any order).
+    insert_at = entry.end
+    for child in children:
+        if child.type in (b"pasp", b"colr", b"btrt"):
+            insert_at = child.offset
+            break
+    clap = struct.pack(
+        ">I4sIIIIiIiI",
+        40,
+        b"clap",
+        display_width,
+        1,
+        display_height,
+        1,
+        display_width - coded_w,  # offset of the aperture centre from the picture centre, in halves
+        2,
+        display_height - coded_h,
+        2,
+    )
+    for box in [*parents, entry]:
+        if box.header != 8:
+            raise ValueError("64-bit box sizes not supported here")
+        struct.pack_into(">I", moov, box.offset, box.size + len(clap))
+    moov[insert_at:insert_at] = clap
+    return moov
+
+
+def _shift_chunk_offsets(moov: bytearray, delta: int, after: int) -> None:
+    """Add ``delta`` to every stco/co64 chunk offset that points past ``after`` (the old moov)."""
+    top = iter_boxes(moov, 0, len(moov))
+    if not top:
+        raise ValueError("bad moov")
+    pending = [top[0]]
+    while pending:
+        box = pending.pop()
+        if box.type in _CONTAINER_BOXES:
+            pending.extend(iter_boxes(moov, box.payload, box.end))
+        elif box.type in (b"stco", b"co64"):
+            count = struct.unpack_from(">I", moov, box.payload + 4)[0]
+            fmt, width = (">I", 4) if box.type == b"stco" else (">Q", 8)
+            if box.payload + 8 + count * width > box.end:
+                raise ValueError("bad chunk offset table")
+            for k in range(count):
+                at = box.payload + 8 + k * width
+                value = struct.unpack_from(fmt, moov, at)[0]
+                if value > after:
+                    if box.type == b"stco" and value + delta > 0xFFFFFFFF:
+                        raise ValueError("chunk offset overflow")
+                    struct.pack_into(fmt, moov, at, value + delta)

@@ -441,7 +441,10 @@ class VideoWriter:
 
         # bitexact: no "encoder" tag or other muxer fingerprints in the file.
         self._container = av.open(
-            "file:" + str(self.path.resolve()), mode="w", format="mp4", options={"fflags": "+bitexact"}
+            "file:" + str(self.path.resolve()),
+            mode="w",
+            format="mp4",
+            options={"fflags": "+bitexact", "movflags": "+faststart"},  # faststart: index first, streams
         )
         try:
             stream = self._container.add_stream("libx264", rate=self.fps)

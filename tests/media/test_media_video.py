@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from media_builders import build_mp4, mean_abs_diff, read_frames
 
-from models.media import MediaError, MediaType, VideoWriter, iter_frames, probe_video, sniff
+from models.media import MediaError, MediaType, VideoWriter, _bmff, iter_frames, probe_video, sniff
 
 SECRETS = (b"PATIENT", b"+48.8584", b"loci", b"\xa9xyz", b"Lavf", b"Lavc", b"x264", b"HandBrake")
 
@@ -249,6 +249,28 @@ def test_odd_sized_video_round_trips_with_its_size(tmp_path: Path, upright: list
     assert decoded[0].image.shape == (241, 321, 3)
     assert mean_abs_diff(decoded[4].image, frames[4]) < 6
     assert decoded[4].image[100, -1, 2] > 200 and decoded[4].image[-1, 100, 1] > 200
+
+
+def test_output_puts_the_index_before_the_media_data(tmp_path: Path, upright: list[np.ndarray]) -> None:
+    path = tmp_path / "fast.mp4"
+    with VideoWriter(path, 25, 191, 143) as writer:  # odd: the clap box is added after muxing
+        for f in upright[:4]:
+            writer.write(np.ascontiguousarray(f[:143, :191]))
+    data = path.read_bytes()
+    assert 0 < data.find(b"moov") < data.find(b"mdat")  # playable while downloading
+
+
+@pytest.mark.parametrize("faststart", [False, True])
+def test_clean_aperture_can_be_added_to_either_mp4_layout(
+    tmp_path: Path, upright: list[np.ndarray], faststart: bool
+) -> None:
+    options = {"movflags": "+faststart"} if faststart else {}
+    path = build_mp4(tmp_path / "even.mp4", upright[:6], options=options)
+    _bmff.write_clean_aperture(path, 191, 143)
+    assert _bmff.read_clean_aperture(path) == _bmff.CropRect(0, 0, 191, 143)
+    frames = list(iter_frames(path))
+    assert len(frames) == 6
+    assert mean_abs_diff(frames[3].image, upright[3][:143, :191]) < 6
 
 
 def test_variable_frame_rate_timestamps_are_kept(tmp_path: Path, upright: list[np.ndarray]) -> None:
