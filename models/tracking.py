@@ -92,7 +92,7 @@ class FaceTracker:
         perception: FacePerception,
         batch_size: int = 8,
         min_presence: float = 0.5,
-        fail_detection_score: float = 0.6,
+        fail_detection_score: float = 0.5,
         carry_frames: int = 2,
     ) -> None:
         self.perception = perception

@@ -1,0 +1,71 @@
+"""Eye measurements: a synthetic eye with known lid heights and iris position is measured right, and
+the mask's template eye is driven to the same numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.avatar import drive_eyes, template_rig
+from models.eyes import measure_eyes, to_mm
+from models.template import EYE_INNER, EYE_OUTER, LOWER_LID, UPPER_LID, load_canonical_face
+
+
+def _synthetic_face(upper: float, lower: float, iris_u: float, iris_v: float, diameter: float = 1.0):
+    """Template mesh with each eye's lids set to ``upper``/``lower`` (heights above/below the iris
+    centre, in iris diameters) along a flat lid line, and a round iris of ``diameter``."""
+    pts = load_canonical_face().vertices.astype(np.float64).copy()
+    iris = np.zeros((2, 5, 3))
+    for e in range(2):
+        outer, inner = pts[EYE_OUTER[e], :2], pts[EYE_INNER[e], :2]
+        u = (inner - outer) / np.linalg.norm(inner - outer)
+        v = np.array([0.0, -1.0]) - (np.array([0.0, -1.0]) @ u) * u
+        v /= np.linalg.norm(v)
+        width = np.linalg.norm(inner - outer)
+        centre = outer + iris_u * width * u + iris_v * diameter * v
+        for lid, h in ((UPPER_LID[e], upper), (LOWER_LID[e], -lower)):
+            for k, idx in enumerate(lid):
+                along = (k + 1) / (len(lid) + 1)
+                pts[idx, :2] = outer + along * width * u + (iris_v * diameter + h * diameter) * v
+        iris[e, 0, :2] = centre
+        for k, ang in enumerate((0.0, 0.5 * np.pi, np.pi, 1.5 * np.pi)):
+            iris[e, k + 1, :2] = centre + 0.5 * diameter * (np.cos(ang) * u + np.sin(ang) * v)
+    return pts, iris
+
+
+def test_a_synthetic_eye_with_known_aperture_is_measured_in_iris_units_and_mm() -> None:
+    pts, iris = _synthetic_face(upper=0.4, lower=0.45, iris_u=0.5, iris_v=0.0, diameter=0.9)
+    state = measure_eyes(pts, iris)
+    assert np.allclose(state.upper, 0.4, atol=1e-6)
+    assert np.allclose(state.lower, 0.45, atol=1e-6)
+    assert np.allclose(to_mm(state.aperture), 0.85 * 11.7, atol=1e-4)
+    assert np.allclose(state.iris_u, 0.5, atol=1e-6)
+
+
+def test_the_measurement_does_not_depend_on_the_patients_eye_size() -> None:
+    small = measure_eyes(*_synthetic_face(0.3, 0.5, 0.4, 0.1, diameter=0.8))
+    large = measure_eyes(*_synthetic_face(0.3, 0.5, 0.4, 0.1, diameter=1.3))
+    assert np.allclose(small.upper, large.upper) and np.allclose(small.lower, large.lower)
+    assert np.allclose(small.iris_u, large.iris_u) and np.allclose(small.iris_v, large.iris_v)
+
+
+def test_the_template_eye_is_driven_to_the_measured_lid_heights() -> None:
+    pts, iris = _synthetic_face(upper=0.25, lower=0.5, iris_u=0.35, iris_v=0.05)
+    state = measure_eyes(pts, iris)
+    drive = drive_eyes(state)
+    rig = template_rig()
+    d = rig.iris_diameter
+    for e in range(2):
+        u_r, v_r = drive.iris_uv[e]
+        assert np.isclose(u_r / rig.eye_width[e], 0.35, atol=1e-6)
+        order = np.argsort(rig.lid_u[e, 0])
+        up = np.interp(u_r, rig.lid_u[e, 0][order], drive.lid_v[e, 0][order])
+        order = np.argsort(rig.lid_u[e, 1])
+        lo = np.interp(u_r, rig.lid_u[e, 1][order], drive.lid_v[e, 1][order])
+        assert np.isclose((up - v_r) / d, 0.25, atol=1e-6)
+        assert np.isclose((v_r - lo) / d, 0.5, atol=1e-6)
+
+
+def test_a_closed_eye_renders_with_the_lids_meeting_not_crossing() -> None:
+    pts, iris = _synthetic_face(upper=-0.3, lower=-0.2, iris_u=0.5, iris_v=0.0)
+    drive = drive_eyes(measure_eyes(pts, iris))
+    assert (drive.lid_v[:, 0] >= drive.lid_v[:, 1]).all()

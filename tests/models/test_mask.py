@@ -1,0 +1,112 @@
+"""The digital mask on real faces: fully synthetic output, identity-free template, fail-closed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from models.api import MaskingError, mask_file
+from models.avatar import BACKGROUND
+from models.pipeline import DigitalMask
+from models.tracking import FaceTracker
+
+
+def _background() -> np.ndarray:
+    return (np.array(BACKGROUND) * 255 + 0.5).astype(np.uint8)
+
+
+def test_a_masked_photo_keeps_its_size_and_shows_only_background_and_template(
+    model: DigitalMask, load_photo: Callable[[str], np.ndarray]
+) -> None:
+    rgb = load_photo("faces/barack_obama/1.jpg")
+    seq = model.analyse([rgb])
+    out = model.render(seq, 0)
+    assert out.shape == rgb.shape
+    assert len(seq.tracks) == 1 and seq.frames_blanked == 0
+    # outside the face the picture is the plain background: no hair, clothes or room survive
+    assert (out[:20, :20] == _background()).all() and (out[-20:, -20:] == _background()).all()
+    face = (out != _background()).any(axis=2)
+    assert 0.1 < face.mean() < 0.6
+
+
+def test_no_input_pixel_outside_the_face_reaches_the_output(
+    model: DigitalMask, load_photo: Callable[[str], np.ndarray]
+) -> None:
+    rgb = load_photo("faces/barack_obama/1.jpg")
+    altered = rgb.copy()
+    altered[:, :80] = 255 - altered[:, :80]  # a loud change far from the face
+    a = model.render(model.analyse([rgb]), 0)
+    b = model.render(model.analyse([altered]), 0)
+    assert (a[:, :80] == _background()).all() and (b[:, :80] == _background()).all()
+    # the face itself moves by at most landmark noise: a few percent of its pixels
+    assert (np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 12).mean() < 0.03
+
+
+def test_two_different_people_in_the_same_pose_get_the_same_face(model: DigitalMask, load_photo: Callable[[str], np.ndarray]) -> None:
+    """Identity removal: with pose, expression and eye numbers equal, the rendered faces are equal,
+    whoever the patient was (the template is never fitted to a person's shape)."""
+    first = model.analyse([load_photo("faces/barack_obama/1.jpg")])
+    second = model.analyse([load_photo("faces/angelina_jolie/1.jpg")])
+    a, b = first.tracks[0], second.tracks[0]
+    b.rotation, b.scale, b.translation = a.rotation, a.scale, a.translation
+    b.eyes = a.eyes
+    assert np.abs(a.expression).max() == 0.0 and np.abs(b.expression).max() == 0.0
+    second.analysis.height, second.analysis.width = first.analysis.height, first.analysis.width
+    assert np.array_equal(model.render(first, 0), model.render(second, 0))
+
+
+def test_every_face_in_a_group_photo_is_masked(
+    model: DigitalMask, load_photo: Callable[[str], np.ndarray], manifest: dict
+) -> None:
+    for item in manifest["group_photos"]:
+        seq = model.analyse([load_photo(item["path"])])
+        assert len(seq.tracks) >= item["faces_detected"], item["path"]
+        assert seq.frames_blanked == 0
+
+
+def test_a_frame_whose_face_cannot_be_landmarked_comes_out_blank(model: DigitalMask, load_photo: Callable[[str], np.ndarray]) -> None:
+    """Fail closed: the detector sees a face, the mesh cannot confirm it -> a black frame, counted."""
+    strict = FaceTracker(model.perception, min_presence=1.01)  # no mesh can ever be confident enough
+    rgb = load_photo("faces/barack_obama/1.jpg")
+    original_tracker = model.tracker
+    model.tracker = strict
+    try:
+        seq = model.analyse([rgb])
+    finally:
+        model.tracker = original_tracker
+    assert seq.frames_blanked == 1
+    assert (model.render(seq, 0) == 0).all()
+    assert seq.metrics()["frames_blanked"] == 1
+
+
+def test_a_photo_without_a_face_is_refused(tmp_path: Path) -> None:
+    blank = tmp_path / "wall.png"
+    Image.fromarray(np.full((240, 320, 3), 180, dtype=np.uint8)).save(blank)
+    with pytest.raises(MaskingError):
+        mask_file(blank, tmp_path / "out.png")
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_shared_video_is_masked_end_to_end(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "videos/livep_d18.mp4"  # blinks, mouth opening, has an audio track
+    dst = tmp_path / "masked.mp4"
+    result = mask_file(src, dst)
+    with av.open(str(src)) as c_in, av.open(str(dst)) as c_out:
+        n_in = sum(1 for _ in c_in.decode(video=0))
+        frames = [f.to_ndarray(format="rgb24") for f in c_out.decode(video=0)]
+        assert [s.type for s in c_out.streams] == ["video"]  # audio dropped
+        assert c_out.streams.video[0].codec_context.name == "h264"
+        assert float(c_out.streams.video[0].average_rate) == pytest.approx(30.0, abs=0.01)
+    assert abs(len(frames) - n_in) <= 1 and result.frames_total == n_in
+    assert result.frames_blanked == 0
+    m = result.metrics
+    assert m["schema"] == "dmask.eye-metrics/1" and m["frames"] == n_in
+    assert m["summary"]["frames_measured"] >= 0.95 * n_in
+    assert m["summary"]["blink_count"] >= 1  # the clip shows blinks
+    ap = m["summary"]["aperture_mm"]
+    assert 5.0 < ap["right"] < 14.0 and 5.0 < ap["left"] < 14.0  # adult palpebral aperture range

@@ -1,0 +1,50 @@
+"""Temporal filtering keeps blinks (>= 100 ms) and eye oscillation up to 5 Hz; the metrics find them."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.filters import median3
+from models.metrics import detect_blinks, dominant_oscillation
+
+
+def test_a_100_ms_blink_survives_the_filter_at_25_and_30_fps() -> None:
+    for fps in (25.0, 30.0):
+        n = int(fps * 4)
+        aperture = np.full(n, 9.0)
+        start = n // 2
+        closed = max(2, int(round(0.1 * fps)))  # 100 ms: 2.5 frames at 25 fps -> 2 full frames
+        aperture[start : start + closed] = 1.0
+        filtered = median3(aperture)
+        assert filtered[start : start + closed].max() <= 1.0
+        blinks = detect_blinks(np.stack([filtered, filtered], axis=1), fps)
+        assert len(blinks) == 1
+
+
+def test_a_5_hz_oscillation_keeps_most_of_its_amplitude() -> None:
+    for fps in (25.0, 30.0):
+        t = np.arange(int(fps * 6)) / fps
+        signal = 1.0 * np.sin(2 * np.pi * 5.0 * t + 0.3)
+        filtered = median3(signal)
+        amp = np.sqrt(2) * filtered[5:-5].std()
+        assert amp >= 0.75, (fps, amp)
+
+
+def test_a_single_frame_glitch_is_removed() -> None:
+    x = np.full(30, 9.0)
+    x[10] = 0.0
+    assert median3(x)[10] == 9.0
+
+
+def test_nystagmus_like_oscillation_is_found_with_its_frequency() -> None:
+    fps = 30.0
+    t = np.arange(int(fps * 8)) / fps
+    rng = np.random.default_rng(0)
+    signal = 0.8 * np.sin(2 * np.pi * 3.5 * t) + 0.1 * rng.standard_normal(len(t))
+    found = dominant_oscillation(median3(signal), fps)
+    assert found is not None and abs(found["frequency_hz"] - 3.5) < 0.2
+
+
+def test_steady_gaze_reports_no_oscillation() -> None:
+    rng = np.random.default_rng(1)
+    assert dominant_oscillation(0.05 * rng.standard_normal(240), 30.0) is None
