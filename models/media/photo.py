@@ -128,7 +128,10 @@ def _check_header(im: Image.Image, max_pixels: int) -> None:
         raise MediaError("image has no pixels")
     if width * height > max_pixels:
         raise MediaError(f"image dimensions {width}x{height} exceed the pixel limit")
-    if getattr(im, "n_frames", 1) > 1:
+    # Extra images in a JPEG (MPO: HDR gain maps, depth, stereo) or HEIC are derived from the
+    # primary one, which is what viewers show: we decode that one. Elsewhere more frames mean an
+    # animation or several pages, which we refuse rather than silently mask only the first.
+    if im.format not in ("MPO", "JPEG", "HEIF") and getattr(im, "n_frames", 1) > 1:
         raise MediaError("animated or multi-page images are not supported")
 
 

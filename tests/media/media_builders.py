@@ -40,6 +40,17 @@ def srgb_icc_bytes() -> bytes:
     return bytes(profile.tobytes())
 
 
+def swapped_primaries_icc() -> bytes:
+    """An sRGB profile with its red and green primaries swapped: (255, 0, 0) in it is green."""
+    icc = bytearray(srgb_icc_bytes())
+    count = struct.unpack_from(">I", icc, 128)[0]
+    entries = {bytes(icc[132 + 12 * i : 136 + 12 * i]): 132 + 12 * i for i in range(count)}
+    red, green = entries[b"rXYZ"], entries[b"gXYZ"]
+    red_ref, green_ref = icc[red + 4 : red + 12], icc[green + 4 : green + 12]  # (offset, size)
+    icc[red + 4 : red + 12], icc[green + 4 : green + 12] = green_ref, red_ref
+    return bytes(icc)
+
+
 XMP_PACKET = (
     b'<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>'
     b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'

@@ -16,6 +16,7 @@ from media_builders import (
     png_bomb,
     png_chunks,
     srgb_icc_bytes,
+    swapped_primaries_icc,
 )
 from PIL import Image, ImageFile, PngImagePlugin
 
@@ -57,6 +58,30 @@ def test_exif_orientation_is_applied() -> None:
     assert rgb.shape == (120, 80, 3)
     assert is_red(rgb[5, -5])  # top-left went to top-right
     assert not is_red(rgb[5, 5])
+
+
+def test_embedded_colour_profile_is_converted_to_srgb() -> None:
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    rgb = read_photo(png_bytes(Image.fromarray(red), icc_profile=swapped_primaries_icc()))
+    r, g, b = (int(v) for v in rgb[4, 4])
+    assert g > 200 and r < 80 and b < 80  # the profile says this pixel is green
+
+
+def test_jpeg_with_secondary_images_decodes_the_primary_one() -> None:
+    primary = Image.fromarray(marker_image(120, 80))
+    gain_map = Image.fromarray(np.full((20, 30, 3), 200, np.uint8))
+    buf = io.BytesIO()
+    primary.save(buf, "MPO", save_all=True, append_images=[gain_map])  # as phones write HDR JPEGs
+    rgb = read_photo(buf.getvalue())
+    assert rgb.shape == (80, 120, 3) and is_red(rgb[5, 5])
+
+
+def test_cmyk_jpeg_becomes_rgb() -> None:
+    buf = io.BytesIO()
+    Image.fromarray(marker_image()).convert("CMYK").save(buf, "JPEG", quality=95)
+    rgb = read_photo(buf.getvalue())
+    assert rgb.shape == (80, 120, 3) and is_red(rgb[5, 5])
 
 
 def test_bytes_and_path_give_the_same_pixels(tmp_path: Path) -> None:
