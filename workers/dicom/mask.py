@@ -188,7 +188,9 @@ def mask_dicom(
     except DicomError:
         raise
     except Exception as exc:  # a failing masker or encoder must not leak its message (may hold PHI)
-        raise DicomError(f"masking failed ({type(exc).__name__})") from exc
+        reason = getattr(exc, "reason", None)  # models.api.MaskingError: reason is PHI-free by contract
+        detail = reason if isinstance(reason, str) else type(exc).__name__
+        raise DicomError(f"masking failed ({detail})") from exc
     if n_out != counted.n:
         raise DicomError(f"masking returned {n_out} frames for {counted.n} input frames")
     if n_out == 0:
