@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -21,28 +22,54 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", type=Path, help="eye metrics JSON (CSV and PNG plot written beside it)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     p.add_argument("--batch", type=int, default=8, help="frames per network batch")
+    p.add_argument(
+        "--record-id",
+        default="local",
+        help="DICOM only: the record the file belongs to; the output Patient ID is its keyed pseudonym",
+    )
     return p
 
 
-def _mask_one(src: Path, dst: Path, metrics: Path | None, device: str, batch: int, bar: tqdm | None) -> None:
+def _mask_dicom(src: Path, dst: Path, device: str, batch: int, record_id: str) -> dict[str, Any]:
+    """DICOM in, DICOM out: the DICOM path masks every frame with the same model and de-identifies the
+    header (PS3.15 Basic Profile). Keys come from the service settings (DMASK_HMAC_KEY)."""
+    from models.api import MaskingError, get_model
+    from services.settings import get_settings
+    from workers.dicom import DeidKeys, DeidOptions, DicomError, HmacUidMapper, mask_dicom
+
+    model = get_model(device, batch)
+    key = get_settings().hmac_key.get_secret_value().encode()
+    try:
+        mask_dicom(
+            src,
+            dst,
+            mask_frames=model.mask_frames,
+            options=DeidOptions(),
+            keys=DeidKeys.derive(key, record_id),
+            uid_map=HmacUidMapper(key),
+            frames_synthetic=True,  # the mask renders whole frames from numbers: no input pixel survives
+        )
+    except DicomError as exc:
+        raise MaskingError(str(exc)) from exc
+    return model.last_metrics or {}
+
+
+def _mask_one(src: Path, dst: Path, metrics: Path | None, args: argparse.Namespace, bar: tqdm | None) -> None:
     from models.api import mask_file
     from models.report import write_all
 
     with src.open("rb") as fh:
         kind = sniff(fh.read(SNIFF_BYTES)).kind
     if kind is MediaKind.DICOM:
-        from workers.dicom.cli_support import mask_dicom_file
-
-        from models.api import get_model
-
-        result_metrics = mask_dicom_file(src, dst, get_model(device, batch))
+        result_metrics = _mask_dicom(src, dst, args.device, args.batch, args.record_id)
     else:
 
         def progress(x: float) -> None:
             if bar is not None:
                 bar.set_postfix_str(f"{src.name}: {x:.0%}")
 
-        result_metrics = mask_file(src, dst, device=device, batch_size=batch, progress=progress).metrics
+        result = mask_file(src, dst, device=args.device, batch_size=args.batch, progress=progress)
+        result_metrics = result.metrics
     if metrics is not None:
         metrics.parent.mkdir(parents=True, exist_ok=True)
         write_all(result_metrics, metrics)
@@ -63,7 +90,7 @@ def mask_command(argv: list[str] | None = None) -> int:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 metrics = (args.metrics / rel).with_suffix(".json") if args.metrics else None
                 try:
-                    _mask_one(src, dst, metrics, args.device, args.batch, bar)
+                    _mask_one(src, dst, metrics, args, bar)
                 except MaskingError as exc:
                     failures += 1
                     tqdm.write(f"{rel}: not masked: {exc.reason}", file=sys.stderr)
@@ -71,7 +98,7 @@ def mask_command(argv: list[str] | None = None) -> int:
         return 1 if failures else 0
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        _mask_one(args.input, args.output, args.metrics, args.device, args.batch, None)
+        _mask_one(args.input, args.output, args.metrics, args, None)
     except MaskingError as exc:
         print(f"dmask mask: not masked: {exc.reason}", file=sys.stderr)
         return 1
