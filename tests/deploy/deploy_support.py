@@ -102,6 +102,7 @@ class Rendered:
     docs: list[dict[str, Any]]
     notes: str
     sources: dict[int, str] = field(default_factory=dict)
+    raw: dict[str, str] = field(default_factory=dict)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [d for d in self.docs if d["kind"] == kind]
@@ -178,7 +179,7 @@ def render(values: dict[str, Any] | None = None) -> Rendered:
         for doc in load_yaml_docs(text):
             sources[len(docs)] = path
             docs.append(doc)
-    return Rendered(values=merged, docs=docs, notes=notes, sources=sources)
+    return Rendered(values=merged, docs=docs, notes=notes, sources=sources, raw=manifests)
 
 
 def prod_values() -> dict[str, Any]:

@@ -507,6 +507,12 @@ def test_no_latest_tags_and_digest_wins(rendered: Rendered) -> None:
     assert prod.container("-api")["image"].startswith("registry.hospital.example/digitalmask/api@sha256:")
 
 
+def test_rendered_yaml_is_tidy(rendered: Rendered) -> None:
+    for path, text in rendered.raw.items():
+        untidy = [n for n, line in enumerate(text.splitlines(), 1) if line != line.rstrip()]
+        assert untidy == [], f"{path}: trailing whitespace on lines {untidy}"
+
+
 def test_notes_render(default: Rendered, prod: Rendered) -> None:
     assert "port-forward" in default.notes and "WARNING" in default.notes
     assert "https://digitalmask.hospital.example/" in prod.notes
