@@ -491,6 +491,13 @@ def test_network_policies(rendered: Rendered) -> None:
         assert all(rule.get("from") for rule in api["ingress"])
 
 
+def test_forwarded_headers_trusted_only_behind_the_policy(rendered: Rendered) -> None:
+    env = rendered.effective_env(rendered.container("-api"))
+    if env.get("FORWARDED_ALLOW_IPS") == "*":
+        policy = rendered.values["networkPolicy"]
+        assert policy["enabled"] and not policy["allowExternal"], "X-Forwarded-For spoofable from anywhere"
+
+
 def test_pods_select_their_own_policies(rendered: Rendered) -> None:
     policies = rendered.of_kind("NetworkPolicy")
     for doc, _ in rendered.workloads():
