@@ -11,6 +11,8 @@
 #   TORCH_VERSION     must equal the pin in pyproject.toml (torch==2.13.0).
 #   TORCH_INDEX_URL   where torch comes from; the CPU build keeps this image ~1 GB smaller than CUDA.
 #
+# Building needs PyPI and download.pytorch.org; the image itself never goes online.
+#
 # Runtime contract
 #   * runs as uid/gid 10001 (non-root); the root filesystem may be mounted read-only:
 #     every write goes to /tmp (TMPDIR, caches) or /var/lib/dmask (DMASK_HOME), both volumes.

@@ -17,6 +17,9 @@
 #   PYTHON_VERSION    CPython installed by uv (python-build-standalone): Ubuntu 22.04 ships 3.10 only.
 #   UV_IMAGE          pinned uv release used in the builder stage only.
 #
+# Building needs PyPI, download.pytorch.org and uv's CPython downloads (python-build-standalone);
+# the image itself never goes online.
+#
 # Runtime contract
 #   * runs as uid/gid 10001 (non-root), root filesystem may be read-only: writes go to /tmp and
 #     /var/lib/dmask (volumes); the heartbeat file lives in /tmp.
