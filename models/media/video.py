@@ -226,9 +226,17 @@ def _probe_open(
     crop = _bmff.read_clean_aperture(path) if media_type in _BMFF_TYPES else None
     if crop is not None and (crop.width, crop.height) == (coded_w, coded_h):
         crop = None
+    # The decoder enforces the cap too: a bitstream may declare a bigger picture than the header.
+    stream.codec_context.options = {"max_pixels": str(_decoder_pixel_cap(max_pixels))}
     first = next(iter(container.decode(stream)), None)  # display matrix lives on decoded frames
     if first is None:
         raise MediaError("video has no decodable frames")
+    # The decoder has the last word on the frame size (it is what iter_frames will see).
+    coded_w, coded_h = first.width, first.height
+    if coded_w * coded_h > max_pixels:
+        raise MediaError(f"video frame size {coded_w}x{coded_h} exceeds the pixel limit")
+    if crop is not None and (crop.left + crop.width > coded_w or crop.top + crop.height > coded_h):
+        crop = None
     transform, rotation, mirrored = _display_transform(first)
     width, height = (crop.width, crop.height) if crop else (coded_w, coded_h)
     sar = Fraction(stream.sample_aspect_ratio) if stream.sample_aspect_ratio else Fraction(1)
@@ -256,6 +264,15 @@ def _probe_open(
     )
 
 
+def _decoder_pixel_cap(max_pixels: int) -> int:
+    """Decoder-level cap (AVCodecContext.max_pixels) against a bitstream bigger than its header.
+
+    Generous on purpose: some decoders apply it to internal buffers too (MPEG-4 Part 2 checks a
+    ~6x area buffer), and the exact check is ours. It still stops a gigapixel picture.
+    """
+    return 8 * max_pixels + (1 << 20)
+
+
 def _check_samples_inside_file(stream: av.video.stream.VideoStream, file_size: int) -> None:
     """A truncated MP4 with its moov up front still opens; its sample table gives it away."""
     entries = stream.index_entries
@@ -281,20 +298,33 @@ def _display_transform(frame: av.VideoFrame) -> tuple[Transform, int, bool]:
                 matrix = struct.unpack("=9i", raw[:36])
     if matrix is None:
         return "none", 0, False
-    theta = (-int(frame.rotation)) % 360  # PyAV reports counter-clockwise
+    theta = _clockwise_degrees(matrix)
+    if theta is None:
+        return "none", 0, False
     mirrored = (matrix[0] * matrix[4] - matrix[1] * matrix[3]) < 0
-    if theta in (0, 360):
+    if abs(theta) < 1.0 or abs(theta - 360) < 1.0:
         return ("vflip" if matrix[4] < 0 else "none"), 0, mirrored
-    if theta == 90:
+    if abs(theta - 90) < 1.0:
         return ("transpose" if matrix[3] > 0 else "clock"), 90, mirrored
-    if theta == 180:
+    if abs(theta - 180) < 1.0:
         hflip, vflip = matrix[0] < 0, matrix[4] < 0
         if hflip and vflip:
             return "rot180", 180, mirrored
         return ("hflip" if hflip else "vflip" if vflip else "none"), 180, mirrored
-    if theta == 270:
+    if abs(theta - 270) < 1.0:
         return ("antitranspose" if matrix[3] < 0 else "cclock"), 270, mirrored
     raise MediaError("video display rotation is not a multiple of 90 degrees")
+
+
+def _clockwise_degrees(matrix: tuple[int, ...]) -> float | None:
+    """Clockwise display angle in [0, 360) as FFmpeg computes it (display.c + fftools)."""
+    a, b, c, d = (v / 65536.0 for v in (matrix[0], matrix[1], matrix[3], matrix[4]))
+    sx, sy = math.hypot(a, c), math.hypot(b, d)
+    if sx == 0.0 or sy == 0.0:
+        return None  # degenerate matrix: FFmpeg ignores it too
+    ccw = -math.degrees(math.atan2(b / sy, a / sx))
+    theta = float(-round(ccw))
+    return theta - 360.0 * math.floor(theta / 360.0 + 0.9 / 360.0)
 
 
 def _apply_transform(img: np.ndarray, transform: Transform) -> np.ndarray:
@@ -358,6 +388,8 @@ def _decode_all(
 ) -> Iterator[VideoFrame]:
     stream = _video_stream(container)
     stream.thread_type = "AUTO"
+    cap = _decoder_pixel_cap(info.coded_width * info.coded_height)
+    stream.codec_context.options = {"max_pixels": str(cap)}
     step = max(1, round(1 / (info.fps * info.time_base)))  # nominal frame duration in time_base units
     # An estimated count (no per-frame index, e.g. Matroska) only bounds loosely.
     slack = 1.1 if info._count_exact else 2.0

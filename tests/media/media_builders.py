@@ -154,6 +154,7 @@ def build_mp4(
     pts: list[int] | None = None,
     time_base: Fraction | None = None,
     rotation_ccw: int = 0,
+    hflip: bool = False,
     audio: bool = False,
     metadata: dict[str, str] | None = None,
     stream_metadata: dict[str, str] | None = None,
@@ -182,8 +183,8 @@ def build_mp4(
             vs.options = {"preset": "veryfast", "bf": "3" if bframes else "0"}
         if stream_metadata:
             vs.metadata.update(stream_metadata)
-        if rotation_ccw:
-            vs.set_display_rotation(rotation_ccw)
+        if rotation_ccw or hflip:
+            vs.set_display_rotation(rotation_ccw, hflip=hflip)
         aus = None
         if audio:
             aus = c.add_stream("aac", rate=48000)

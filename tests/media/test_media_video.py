@@ -115,6 +115,25 @@ def test_rotated_video_is_yielded_upright(tmp_path: Path, upright: list[np.ndarr
     assert mean_abs_diff(frames[5].image, upright[5]) < 6
 
 
+@pytest.mark.parametrize("clockwise", [90, 180, 270])
+def test_every_right_angle_display_rotation_is_undone(
+    tmp_path: Path, upright: list[np.ndarray], clockwise: int
+) -> None:
+    stored = [np.ascontiguousarray(np.rot90(f, clockwise // 90)) for f in upright[:4]]
+    path = build_mp4(tmp_path / "r.mp4", stored, rotation_ccw=-clockwise)
+    info = probe_video(path)
+    assert (info.rotation, info.mirrored) == (clockwise, False)
+    assert mean_abs_diff(next(iter_frames(path, info=info)).image, upright[0]) < 6
+
+
+def test_mirroring_display_matrix_is_undone(tmp_path: Path, upright: list[np.ndarray]) -> None:
+    stored = [np.ascontiguousarray(f[:, ::-1]) for f in upright[:4]]
+    path = build_mp4(tmp_path / "m.mp4", stored, hflip=True)
+    info = probe_video(path)
+    assert info.mirrored
+    assert mean_abs_diff(next(iter_frames(path, info=info)).image, upright[0]) < 6
+
+
 def test_other_containers_decode(tmp_path: Path, upright: list[np.ndarray]) -> None:
     cases = [("avi", "mpeg4", MediaType.AVI), ("matroska", "libx264", MediaType.MKV)]
     cases.append(("webm", "libvpx-vp9", MediaType.WEBM))
