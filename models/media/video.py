@@ -12,9 +12,9 @@ Decisions (see also the tests in ``tests/media``):
   of the decoder in presentation order.
 * **Odd sizes** -- H.264 4:2:0 needs even dimensions and its SPS can only crop by 2. The writer
   pads the last column/row by replication and records the real size in the MP4 clean-aperture
-  (``clap``) box; :func:`iter_frames` honours ``clap``, so the masked video
-  decodes at its real size here, as in QuickTime/Safari and ffmpeg. Players that ignore ``clap``
-  show one replicated edge pixel.
+  (``clap``) box; :func:`iter_frames` honours ``clap``, so the masked video decodes at its real
+  size here (tested), as in players that apply ``clap`` (QuickTime/Safari do). Players that
+  ignore it show one extra, replicated edge column/row -- never black bars or rescaling.
 * **Privacy** -- the output holds one video stream and nothing else: no audio, no container or
   stream metadata (no creation_time, no location, no encoder tag: muxed bit-exact), and x264's
   version SEI is stripped from the bitstream.

@@ -174,6 +174,7 @@ def build_mp4(
         if metadata:
             c.metadata.update(metadata)
         vs = c.add_stream(codec, rate=fps)
+        assert isinstance(vs, av.video.stream.VideoStream)
         vs.width, vs.height = w, h
         vs.pix_fmt = "yuv420p"
         tb = time_base or Fraction(1, fps)
