@@ -167,6 +167,17 @@ def test_truncated_mp4_with_index_up_front_is_refused(tmp_path: Path, shared: Pa
         list(iter_frames(cut))
 
 
+@pytest.mark.parametrize(
+    "payload", [b"<html><body><script>alert(1)</script></body></html>", b"PK\x03\x04" + b"\x00" * 64]
+)
+def test_mp4_signature_in_front_of_other_content_is_refused(tmp_path: Path, payload: bytes) -> None:
+    path = tmp_path / "polyglot.mp4"
+    path.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isommp41" + payload * 20)
+    assert sniff(path.read_bytes()) is MediaType.MP4
+    with pytest.raises(MediaError):
+        probe_video(path)
+
+
 def test_header_only_mp4_is_refused(tmp_path: Path, shared: Path) -> None:
     cut = tmp_path / "cut.mp4"
     cut.write_bytes((shared / "videos" / "livep_d0.mp4").read_bytes()[:200])
