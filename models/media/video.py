@@ -564,6 +564,9 @@ class VideoWriter:
         """Flush the encoder, finish the file and record the real size if it is odd."""
         if self._closed:
             return
+        if self._pending is None and self._frames == 0:
+            self.abort()
+            raise ValueError("no frames were written")
         self._closed = True
         try:
             if self._pending is not None:

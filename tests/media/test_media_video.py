@@ -362,6 +362,13 @@ def test_writer_deletes_the_partial_file_on_error(tmp_path: Path) -> None:
     assert not path.exists()
 
 
+def test_writer_without_frames_raises_and_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.mp4"
+    with pytest.raises(ValueError, match="no frames"), VideoWriter(path, 25, 64, 48):
+        pass
+    assert not path.exists()
+
+
 @pytest.mark.slow
 def test_every_shared_video_round_trips(tmp_path: Path, shared: Path, manifest: dict[str, Any]) -> None:
     for entry in manifest["videos"]:
