@@ -15,7 +15,9 @@ def test_pose_fit_recovers_a_known_rotation_scale_and_translation() -> None:
     rot = euler_to_rotation(angles)
     landmarks = 3.2 * torch.einsum("bij,nj->bni", rot, template) + torch.tensor([320.0, 240.0, 5.0])
     noise = torch.randn(landmarks.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    fitted_rot, scale, trans = fit_similarity(template[list(RIGID)], (landmarks + 0.5 * noise)[:, list(RIGID)])
+    fitted_rot, scale, trans = fit_similarity(
+        template[list(RIGID)], (landmarks + 0.5 * noise)[:, list(RIGID)]
+    )
     assert np.allclose(rotation_to_euler(fitted_rot).numpy(), angles.numpy(), atol=1.0)
     assert np.allclose(scale.numpy(), 3.2, rtol=0.02)
     assert np.allclose(trans[:, :2].numpy(), [[320.0, 240.0]] * 2, atol=3.0)

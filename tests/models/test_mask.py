@@ -47,7 +47,9 @@ def test_no_input_pixel_outside_the_face_reaches_the_output(
     assert (np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 12).mean() < 0.03
 
 
-def test_two_different_people_in_the_same_pose_get_the_same_face(model: DigitalMask, load_photo: Callable[[str], np.ndarray]) -> None:
+def test_two_different_people_in_the_same_pose_get_the_same_face(
+    model: DigitalMask, load_photo: Callable[[str], np.ndarray]
+) -> None:
     """Identity removal: with pose, expression and eye numbers equal, the rendered faces are equal,
     whoever the patient was (the template is never fitted to a person's shape)."""
     first = model.analyse([load_photo("faces/barack_obama/1.jpg")])
@@ -69,7 +71,9 @@ def test_every_face_in_a_group_photo_is_masked(
         assert seq.frames_blanked == 0
 
 
-def test_a_frame_whose_face_cannot_be_landmarked_comes_out_blank(model: DigitalMask, load_photo: Callable[[str], np.ndarray]) -> None:
+def test_a_frame_whose_face_cannot_be_landmarked_comes_out_blank(
+    model: DigitalMask, load_photo: Callable[[str], np.ndarray]
+) -> None:
     """Fail closed: the detector sees a face, the mesh cannot confirm it -> a black frame, counted."""
     strict = FaceTracker(model.perception, min_presence=1.01)  # no mesh can ever be confident enough
     rgb = load_photo("faces/barack_obama/1.jpg")
