@@ -114,3 +114,17 @@ def test_a_shared_video_is_masked_end_to_end(shared_data: Path, tmp_path: Path) 
     assert m["summary"]["blink_count"] >= 1  # the clip shows blinks
     ap = m["summary"]["aperture_mm"]
     assert 5.0 < ap["right"] < 14.0 and 5.0 < ap["left"] < 14.0  # adult palpebral aperture range
+
+
+def test_the_masked_face_is_still_a_face_to_a_face_detector_and_landmarker(
+    model: DigitalMask, load_photo: Callable[[str], np.ndarray]
+) -> None:
+    """Downstream clinical software runs face tools on the masked output."""
+    rgb = load_photo("faces/jeff_bezos/1.jpg")
+    seq = model.analyse([rgb])
+    masked = model.render(seq, 0)
+    again = model.analyse([masked])
+    assert len(again.tracks) == 1
+    a, b = seq.tracks[0], again.tracks[0]
+    # the pose read back from the mask is the patient's pose
+    assert np.abs(a.angles[0] - b.angles[0]).max() < 8.0
