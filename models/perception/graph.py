@@ -234,7 +234,9 @@ class GraphNet(nn.Module):
         return self.spec.input_shape[0], self.spec.input_shape[1]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        values: dict[int, torch.Tensor] = {0: x}
+        # channels_last: oneDNN's (CPU) and cuDNN's fast depthwise / pointwise kernels want NHWC
+        # memory; measured ~2x faster than NCHW for these nets on CPU.
+        values: dict[int, torch.Tensor] = {0: x.contiguous(memory_format=torch.channels_last)}
         for k, (layer, ins) in enumerate(self._order):
             values[k + 1] = layer(*[values[v] for v in ins])
             for v in self._free_after[k]:
@@ -263,4 +265,5 @@ def build(name: str, weights_dir: Path | None = None) -> GraphNet:
     net = GraphNet(NetSpec.load(arch_path))
     tensors = load_tensors(folder, name)
     net.load_state_dict({_state_key(k): v.float() for k, v in tensors.items()}, strict=True)
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return net.eval().requires_grad_(False)
