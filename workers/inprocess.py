@@ -13,11 +13,13 @@ import time
 
 from sqlalchemy import select
 
+from services.artifacts.service import expire_artifacts
 from services.db import get_sessionmaker
 from services.jobs import service as jobs
 from services.jobs.dispatch import LocalDispatcher
 from services.jobs.models import Job, JobStatus
 from services.settings import Settings
+from services.storage import get_store
 from workers.heartbeat import touch
 from workers.runner import run_job, worker_name
 
@@ -52,6 +54,7 @@ class InProcessWorker:
             try:
                 if now - last_reconcile >= self.settings.reconcile_interval_s:
                     jobs.recover_stale(self.settings, worker=self.name)
+                    expire_artifacts(self.settings, get_store(self.settings))
                     last_reconcile = now
                 job_id = self.next_job()
             except Exception:

@@ -2,6 +2,7 @@
 
 - Jobs ``running`` with a heartbeat older than the lease (their worker died): back to ``queued`` and
   re-sent, or ``failed`` once ``max_deliveries`` is spent (dead-lettered).
+- Masked artifacts past ``artifact_retention_days`` are deleted (when that is set).
 - Jobs ``queued`` whose message the broker lost: all of them right after a broker restart (Redis
   without persistence forgets everything), otherwise those waiting longer than ``requeue_after_s``.
 Runs at worker start and every ``reconcile_interval_s``; several reconcilers at once are safe because
@@ -13,14 +14,20 @@ from __future__ import annotations
 import logging
 import threading
 
+from services.artifacts.service import expire_artifacts
 from services.jobs import service as jobs
 from services.jobs.dispatch import Dispatcher, get_dispatcher
 from services.settings import Settings
+from services.storage import get_store
 
 log = logging.getLogger("dmask.reconciler")
 
 
 def reconcile_once(settings: Settings, dispatcher: Dispatcher) -> list[str]:
+    try:
+        expire_artifacts(settings, get_store(settings))
+    except Exception:
+        log.exception("artifact retention pass failed")
     ids = jobs.recover_stale(settings)
     try:
         lost = dispatcher.broker_lost_state()

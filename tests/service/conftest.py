@@ -52,9 +52,7 @@ _redis_db = iter(range(11, 16))
 
 
 @pytest.fixture(scope="session")
-def make_stack(
-    weed: Seaweed, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Callable[..., Stack]]:
+def make_stack(weed: Seaweed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Stack]]:
     """Factory of isolated deployments: each gets its own PostgreSQL database, Redis database (or the
     given broker URL), buckets and home folder, so tests that break things break only their own."""
     made: list[Stack] = []
@@ -68,31 +66,33 @@ def make_stack(
             broker_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
         suffix = uuid.uuid4().hex[:8]
         env = clean_env()
-        env.update({
-            "DMASK_HOME": str(workdir / "home"),
-            "DMASK_DATABASE_URL": db_url,
-            "DMASK_BROKER_URL": broker_url,
-            "DMASK_S3_ENDPOINT": weed.endpoint,
-            "DMASK_S3_ACCESS_KEY": S3_ACCESS,
-            "DMASK_S3_SECRET_KEY": S3_SECRET,
-            "DMASK_S3_SECURE": "false",
-            "DMASK_S3_REGION": "us-east-1",
-            "DMASK_BUCKET_ORIGINALS": f"orig-{suffix}",
-            "DMASK_BUCKET_ARTIFACTS": f"art-{suffix}",
-            "DMASK_SSE_C_KEY": SSE_C_KEY,
-            "DMASK_MAX_UPLOAD_BYTES": str(16 * MIB),
-            "DMASK_MAX_VIDEO_SECONDS": "10",
-            "DMASK_JOB_LEASE_S": "6",
-            "DMASK_RECONCILE_INTERVAL_S": "2",
-            "DMASK_REQUEUE_AFTER_S": "600",
-            "DMASK_VISIBILITY_TIMEOUT_S": "3600",
-            "DMASK_WORKER_HEARTBEAT_INTERVAL_S": "1",
-            "DMASK_WORKER_HEARTBEAT_FILE": str(workdir / "worker.heartbeat"),
-            "DMASK_DEVICE": "cpu",
-            "DMASK_BATCH_SIZE": "8",
-            "DMASK_RATE_LIMIT_PER_MINUTE": "100000",
-            "DMASK_LOG_LEVEL": "info",
-        })
+        env.update(
+            {
+                "DMASK_HOME": str(workdir / "home"),
+                "DMASK_DATABASE_URL": db_url,
+                "DMASK_BROKER_URL": broker_url,
+                "DMASK_S3_ENDPOINT": weed.endpoint,
+                "DMASK_S3_ACCESS_KEY": S3_ACCESS,
+                "DMASK_S3_SECRET_KEY": S3_SECRET,
+                "DMASK_S3_SECURE": "false",
+                "DMASK_S3_REGION": "us-east-1",
+                "DMASK_BUCKET_ORIGINALS": f"orig-{suffix}",
+                "DMASK_BUCKET_ARTIFACTS": f"art-{suffix}",
+                "DMASK_SSE_C_KEY": SSE_C_KEY,
+                "DMASK_MAX_UPLOAD_BYTES": str(16 * MIB),
+                "DMASK_MAX_VIDEO_SECONDS": "10",
+                "DMASK_JOB_LEASE_S": "6",
+                "DMASK_RECONCILE_INTERVAL_S": "2",
+                "DMASK_REQUEUE_AFTER_S": "600",
+                "DMASK_VISIBILITY_TIMEOUT_S": "3600",
+                "DMASK_WORKER_HEARTBEAT_INTERVAL_S": "1",
+                "DMASK_WORKER_HEARTBEAT_FILE": str(workdir / "worker.heartbeat"),
+                "DMASK_DEVICE": "cpu",
+                "DMASK_BATCH_SIZE": "8",
+                "DMASK_RATE_LIMIT_PER_MINUTE": "100000",
+                "DMASK_LOG_LEVEL": "info",
+            }
+        )
         env.update({f"DMASK_{k.upper()}": str(v) for k, v in overrides.items()})
         stack = Stack(workdir=workdir, env=env, db_name=db_name)
         stack.cli("db", "upgrade")

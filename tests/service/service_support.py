@@ -118,12 +118,24 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.workdir / "redis.log", "ab")
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+        with open(self.workdir / "redis.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    REDIS_SERVER,
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(self.workdir),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         import redis
 
         wait_for(lambda: redis.Redis(port=self.port, socket_timeout=1).ping(), 20, "private redis")
@@ -159,22 +171,45 @@ class Seaweed:
         data = self.workdir / "data"
         data.mkdir(exist_ok=True)
         config = self.workdir / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "dmask", "credentials": [{"accessKey": S3_ACCESS, "secretKey": S3_SECRET}],
-            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-        }]}))
+        config.write_text(
+            json.dumps(
+                {
+                    "identities": [
+                        {
+                            "name": "dmask",
+                            "credentials": [{"accessKey": S3_ACCESS, "secretKey": S3_SECRET}],
+                            "actions": ["Admin", "Read", "List", "Tagging", "Write"],
+                        }
+                    ]
+                }
+            )
+        )
         ports = [free_port(10000) for _ in range(4)]
         master, volume, filer, self.s3_port = ports
         cmd = [
-            WEED, "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
-            f"-master.port={master}", f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
-            "-s3", f"-s3.port={self.s3_port}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-master.volumeSizeLimitMB=64", "-volume.max=0",
-            f"-filer.localSocket={self.workdir}/filer.sock", f"-s3.localSocket={self.workdir}/s3.sock",
+            WEED,
+            "server",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-master.port={master}",
+            f"-volume.port={volume}",
+            "-filer",
+            f"-filer.port={filer}",
+            "-s3",
+            f"-s3.port={self.s3_port}",
+            f"-s3.config={config}",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+            "-master.volumeSizeLimitMB=64",
+            "-volume.max=0",
+            f"-filer.localSocket={self.workdir}/filer.sock",
+            f"-s3.localSocket={self.workdir}/s3.sock",
         ]
-        log = open(self.workdir / "weed.log", "ab")
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                                     start_new_session=True)
+        with open(self.workdir / "weed.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True
+            )
         client = self.client()
 
         def ready() -> bool:
@@ -191,7 +226,9 @@ class Seaweed:
         wait_for(ready, 90, "SeaweedFS S3", interval=0.5)
 
     def client(self) -> Minio:
-        return Minio(self.endpoint, access_key=S3_ACCESS, secret_key=S3_SECRET, secure=False, region="us-east-1")
+        return Minio(
+            self.endpoint, access_key=S3_ACCESS, secret_key=S3_SECRET, secure=False, region="us-east-1"
+        )
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -220,7 +257,7 @@ class Proc:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, sig)
 
-    def stop(self, timeout: float = 30) -> None:
+    def stop(self, timeout: float = 15) -> None:
         if not self.alive():
             return
         self.signal_group(signal.SIGTERM)
@@ -255,21 +292,33 @@ class Stack:
     # processes
     def _spawn(self, args: list[str], name: str) -> Proc:
         log = self.workdir / f"{name}.log"
-        fh = open(log, "ab")
-        popen = subprocess.Popen(
-            [PY, "-m", "services.cli", *args], cwd=REPO, env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        with open(log, "ab") as fh:
+            popen = subprocess.Popen(
+                [PY, "-m", "services.cli", *args],
+                cwd=REPO,
+                env=self.env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return Proc(popen, log)
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        res = subprocess.run([PY, "-m", "services.cli", *args], cwd=REPO, env=self.env, capture_output=True,
-                             text=True, timeout=120)
+        res = subprocess.run(
+            [PY, "-m", "services.cli", *args],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if check and res.returncode != 0:
-            raise RuntimeError(f"dmask {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+            raise RuntimeError(
+                f"dmask {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
+            )
         return res
 
-    def start_api(self) -> None:
+    def start_api(self, probe: str = "/readyz") -> None:
         port = free_port()
         self.api_url = f"http://127.0.0.1:{port}"
         self.api = self._spawn(["serve", "--host", "127.0.0.1", "--port", str(port)], "api")
@@ -277,9 +326,9 @@ class Stack:
         def ready() -> bool:
             if self.api is not None and not self.api.alive():
                 raise RuntimeError("API exited:\n" + tail(self.api.log))
-            return httpx.get(self.api_url + "/readyz", timeout=5).status_code == 200
+            return httpx.get(self.api_url + probe, timeout=5).status_code == 200
 
-        wait_for(ready, 60, "API readiness")
+        wait_for(ready, 60, f"API {probe}")
 
     def start_worker(self) -> Proc:
         proc = self._spawn(["worker"], f"worker{len(self.workers)}")
@@ -318,8 +367,9 @@ class Stack:
         return {k: v for k, v in self.env.items() if k.startswith("DMASK_")}
 
 
-def wait_job(client: httpx.Client, job_id: str, timeout: float = 240, until: tuple[str, ...] = ("succeeded", "failed")
-             ) -> dict[str, Any]:
+def wait_job(
+    client: httpx.Client, job_id: str, timeout: float = 240, until: tuple[str, ...] = ("succeeded", "failed")
+) -> dict[str, Any]:
     def done() -> dict[str, Any] | None:
         r = client.get(f"/v1/jobs/{job_id}")
         r.raise_for_status()
@@ -330,14 +380,24 @@ def wait_job(client: httpx.Client, job_id: str, timeout: float = 240, until: tup
     return result
 
 
-def upload(client: httpx.Client, record_id: str, path: Path, *, idem: str | None = None,
-           metadata: dict[str, Any] | None = None, raw: bool = False) -> httpx.Response:
+def upload(
+    client: httpx.Client,
+    record_id: str,
+    path: Path,
+    *,
+    idem: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    raw: bool = False,
+) -> httpx.Response:
     headers = {"Idempotency-Key": idem} if idem else {}
     if raw:
         if metadata:
             headers["X-DMask-Metadata"] = json.dumps(metadata)
-        return client.post(f"/v1/records/{record_id}/media", content=path.read_bytes(),
-                           headers={**headers, "Content-Type": "application/octet-stream"})
+        return client.post(
+            f"/v1/records/{record_id}/media",
+            content=path.read_bytes(),
+            headers={**headers, "Content-Type": "application/octet-stream"},
+        )
     files: dict[str, Any] = {"file": (path.name, path.read_bytes(), "application/octet-stream")}
     if metadata is not None:
         files["metadata"] = (None, json.dumps(metadata), "application/json")

@@ -19,8 +19,11 @@ def test_full_flow_is_audited(
     stack: Stack, writer_a: str, auditor: str, shared_data: Path, record_id: str
 ) -> None:
     with stack.http(writer_a) as c:
-        r = c.post(f"/v1/records/{record_id}/media", content=(shared_data / "faces/matt_damon/1.jpg").read_bytes(),
-                   headers={"Content-Type": "image/jpeg", "X-Request-ID": "ehr-req-42"})
+        r = c.post(
+            f"/v1/records/{record_id}/media",
+            content=(shared_data / "faces/matt_damon/1.jpg").read_bytes(),
+            headers={"Content-Type": "image/jpeg", "X-Request-ID": "ehr-req-42"},
+        )
         assert r.status_code == 202 and r.headers["x-request-id"] == "ehr-req-42"
         job = wait_job(c, r.json()["job_id"])
         assert job["status"] == "succeeded"
@@ -30,17 +33,28 @@ def test_full_flow_is_audited(
     with stack.http(auditor) as c:
         # The original is deleted right after the success is committed: wait for that event too.
         events = wait_for(
-            lambda: (ev := c.get("/v1/audit", params={"record": record_id}).json()["items"])
-            and any(e["action"] == "original.delete" for e in ev) and ev,
-            30, "original.delete event",
+            lambda: (
+                (ev := c.get("/v1/audit", params={"record": record_id}).json()["items"])
+                and any(e["action"] == "original.delete" for e in ev)
+                and ev
+            ),
+            30,
+            "original.delete event",
         )
     events = [e for e in events if not e["action"].startswith("audit.")]  # our own reads of the log
     actions = [e["action"] for e in events]
     deletion = actions.index("original.delete")
     assert deletion > actions.index("job.succeeded")
     del actions[deletion]
-    assert actions == ["media.upload", "job.queued", "job.running", "job.succeeded",
-                       "artifact.read", "artifact.metrics_read", "media.list"], actions
+    assert actions == [
+        "media.upload",
+        "job.queued",
+        "job.running",
+        "job.succeeded",
+        "artifact.read",
+        "artifact.metrics_read",
+        "media.list",
+    ], actions
     key_id = writer_a.split("_")[1]
     by_action = {e["action"]: e for e in events}
     upload_ev = by_action["media.upload"]
@@ -63,8 +77,11 @@ def test_rejections_are_audited(stack: Stack, writer_a: str, auditor: str, recor
     with stack.http(writer_a) as c:
         assert c.post(f"/v1/records/{record_id}/media", content=b"<html></html>" * 10).status_code == 415
     with stack.http(auditor) as c:
-        [ev] = [e for e in c.get("/v1/audit", params={"record": record_id}).json()["items"]
-                if e["action"] == "media.upload"]
+        [ev] = [
+            e
+            for e in c.get("/v1/audit", params={"record": record_id}).json()["items"]
+            if e["action"] == "media.upload"
+        ]
     assert ev["action"] == "media.upload" and ev["outcome"] == "rejected"
     assert ev["detail"] == {"status": 415, "reason": "unsupported-media-type"}
 
@@ -102,7 +119,9 @@ def test_query_filters_cursor_and_exports(stack: Stack, auditor: str, writer_a: 
         nd = c.get("/v1/audit", params={"format": "ndjson", "action": "request.denied"})
         assert nd.headers["content-type"].startswith("application/x-ndjson")
         nd_rows = [json.loads(line) for line in nd.text.splitlines() if line]
-        assert [r["id"] for r in nd_rows][: len(denied.json()["items"])] == [e["id"] for e in denied.json()["items"]]
+        assert [r["id"] for r in nd_rows][: len(denied.json()["items"])] == [
+            e["id"] for e in denied.json()["items"]
+        ]
 
         cs = c.get("/v1/audit", params={"format": "csv", "client": "clinic-a"})
         assert cs.headers["content-type"].startswith("text/csv")
@@ -120,13 +139,16 @@ def test_query_filters_cursor_and_exports(stack: Stack, auditor: str, writer_a: 
 
 def test_concurrent_appends_keep_one_linear_chain(stack: Stack, auditor: str) -> None:
     """Appends from many API threads and from CLI processes at once: one chain, no forks, no gaps."""
+
     def denied(_: int) -> int:
         with stack.http() as c:
             return c.get("/v1/records/R/media").status_code
 
     with ThreadPoolExecutor(16) as pool:
-        keys = [pool.submit(stack.cli, "keys", "create", "--client", f"burst-{i}", "--scope", "media:read")
-                for i in range(3)]
+        keys = [
+            pool.submit(stack.cli, "keys", "create", "--client", f"burst-{i}", "--scope", "media:read")
+            for i in range(3)
+        ]
         assert set(pool.map(denied, range(60))) == {401}
         for k in keys:
             k.result()
@@ -138,8 +160,11 @@ def test_concurrent_appends_keep_one_linear_chain(stack: Stack, auditor: str) ->
 def test_postgres_trigger_rejects_update_and_delete(stack: Stack) -> None:
     assert stack.db_name
     with pg_connect(stack.db_name) as conn:
-        for sql in ("UPDATE audit_events SET outcome = 'success' WHERE id = 1",
-                    "DELETE FROM audit_events WHERE id = 1", "TRUNCATE audit_events"):
+        for sql in (
+            "UPDATE audit_events SET outcome = 'success' WHERE id = 1",
+            "DELETE FROM audit_events WHERE id = 1",
+            "TRUNCATE audit_events",
+        ):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
                 conn.execute(sql)
 
@@ -164,8 +189,12 @@ def test_tampering_is_found_by_verify(make_stack: Callable[..., Stack]) -> None:
         conn.execute("UPDATE audit_events SET source_ip = '10.9.9.9' WHERE id = %s", (target,))
     with s.http(auditor) as c:
         v = c.get("/v1/audit/verify").json()
-    assert v == {"ok": False, "checked": target - 1, "first_broken": target,
-                 "reason": "content does not match its hash"}
+    assert v == {
+        "ok": False,
+        "checked": target - 1,
+        "first_broken": target,
+        "reason": "content does not match its hash",
+    }
     res = s.cli("audit", "verify", check=False)
     assert res.returncode == 1 and json.loads(res.stdout)["first_broken"] == target
 

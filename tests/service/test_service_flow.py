@@ -29,8 +29,16 @@ def test_photo_upload_is_masked_and_downloadable(
 ) -> None:
     src = shared_data / "faces/barack_obama/1.jpg"
     with stack.http(writer_a) as c:
-        r = upload(c, record_id, src, metadata={"laterality": "OU", "description": "external photo",
-                                                "capture_time": "2026-01-02T03:04:05Z"})
+        r = upload(
+            c,
+            record_id,
+            src,
+            metadata={
+                "laterality": "OU",
+                "description": "external photo",
+                "capture_time": "2026-01-02T03:04:05Z",
+            },
+        )
         assert r.status_code == 202, r.text
         body = r.json()
         assert r.headers["location"] == f"/v1/jobs/{body['job_id']}"
@@ -58,8 +66,11 @@ def test_photo_upload_is_masked_and_downloadable(
         assert listing["record_id"] == record_id
         [item] = listing["items"]
         assert item["media_id"] == body["media_id"] and item["job_status"] == "succeeded"
-        assert item["metadata"] == {"laterality": "OU", "description": "external photo",
-                                    "capture_time": "2026-01-02T03:04:05Z"}
+        assert item["metadata"] == {
+            "laterality": "OU",
+            "description": "external photo",
+            "capture_time": "2026-01-02T03:04:05Z",
+        }
         assert item["original_stored"] is False  # deleted after masking (delete_originals default)
         assert [a["artifact_id"] for a in item["artifacts"]] == [job["artifact_id"]]
 
@@ -83,7 +94,9 @@ def test_video_upload_is_masked(stack: Stack, writer_a: str, shared_data: Path, 
         assert metrics["frames"] == 78
 
 
-def test_webp_named_jpg_is_accepted_as_webp(stack: Stack, writer_a: str, shared_data: Path, record_id: str) -> None:
+def test_webp_named_jpg_is_accepted_as_webp(
+    stack: Stack, writer_a: str, shared_data: Path, record_id: str
+) -> None:
     src = shared_data / "faces/scarlett_johansson/3.jpg"  # WebP bytes behind a .jpg name
     with stack.http(writer_a) as c:
         files = {"file": ("3.jpg", src.read_bytes(), "image/jpeg")}
@@ -111,7 +124,9 @@ def test_object_keys_are_opaque_and_originals_deleted(
         import psycopg
 
         with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{stack.db_name}") as conn:
-            key = conn.execute("SELECT original_key FROM media WHERE id = %s", (r.json()["media_id"],)).fetchone()
+            key = conn.execute(
+                "SELECT original_key FROM media WHERE id = %s", (r.json()["media_id"],)
+            ).fetchone()
         assert key is not None
         job = wait_job(c, r.json()["job_id"])
     bucket_o, bucket_a = stack.env["DMASK_BUCKET_ORIGINALS"], stack.env["DMASK_BUCKET_ARTIFACTS"]

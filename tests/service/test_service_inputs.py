@@ -61,7 +61,12 @@ def png_header(width: int, height: int) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_oversize_upload_is_refused_and_nothing_is_left(
@@ -120,8 +125,12 @@ def test_unsupported_types_get_415(
     assert storage.media_rows(record_id) == 0
 
 
-@pytest.mark.parametrize("bad", ["%2E%2E", "%2E", "a%20b", "x" * 65, "semi%3Bcolon", "%C3%A9t%C3%A9", "a%00b"])
-def test_bad_record_ids_get_422(stack: Stack, writer_a: str, storage: Storage, shared_data: Path, bad: str) -> None:
+@pytest.mark.parametrize(
+    "bad", ["%2E%2E", "%2E", "a%20b", "x" * 65, "semi%3Bcolon", "%C3%A9t%C3%A9", "a%00b"]
+)
+def test_bad_record_ids_get_422(
+    stack: Stack, writer_a: str, storage: Storage, shared_data: Path, bad: str
+) -> None:
     before = storage.objects()
     jpeg = (shared_data / "faces/barack_obama/1.jpg").read_bytes()
     with stack.http(writer_a) as c:
@@ -142,13 +151,18 @@ def test_traversal_through_encoded_slash_does_not_reach_a_record(stack: Stack, w
 def test_pixel_cap(stack: Stack, writer_a: str, storage: Storage, record_id: str, shared_data: Path) -> None:
     before = storage.objects()
     with stack.http(writer_a) as c:
-        r = c.post(f"/v1/records/{record_id}/media", content=png_header(20000, 20000),
-                   headers={"Content-Type": "image/png"})
+        r = c.post(
+            f"/v1/records/{record_id}/media",
+            content=png_header(20000, 20000),
+            headers={"Content-Type": "image/png"},
+        )
         body = assert_problem(r, 413, "too-many-pixels")
         assert body["max_pixels"] == 64_000_000
         # A real JPEG whose frame header is patched to claim 60000 x 60000 pixels.
         jpeg = bytearray((shared_data / "faces/barack_obama/1.jpg").read_bytes())
-        sof = next(i for i in range(2, len(jpeg) - 9) if jpeg[i] == 0xFF and jpeg[i + 1] in (0xC0, 0xC1, 0xC2))
+        sof = next(
+            i for i in range(2, len(jpeg) - 9) if jpeg[i] == 0xFF and jpeg[i + 1] in (0xC0, 0xC1, 0xC2)
+        )
         struct.pack_into(">HH", jpeg, sof + 5, 60000, 60000)
         r = c.post(f"/v1/records/{record_id}/media", files={"file": ("x.jpg", bytes(jpeg), "image/jpeg")})
         assert_problem(r, 413, "too-many-pixels")
@@ -178,8 +192,10 @@ def test_bad_metadata_gets_422(
     before = storage.objects()
     jpeg = (shared_data / "faces/barack_obama/1.jpg").read_bytes()
     with stack.http(writer_a) as c:
-        r = c.post(f"/v1/records/{record_id}/media",
-                   files={"file": ("a.jpg", jpeg, "image/jpeg"), "metadata": (None, metadata)})
+        r = c.post(
+            f"/v1/records/{record_id}/media",
+            files={"file": ("a.jpg", jpeg, "image/jpeg"), "metadata": (None, metadata)},
+        )
         assert_problem(r, 422, "validation")
     assert storage.objects() - before == set()
     assert storage.media_rows(record_id) == 0
@@ -206,12 +222,21 @@ def test_idempotent_replay_and_key_reuse(
         assert again.headers["location"] == first.headers["location"]
         assert again.headers["idempotency-replayed"] == "true"
         # Same key, different content / metadata / record: 422, and nothing new stored.
-        assert_problem(upload(c, record_id, other, idem="upload-0001", metadata={"laterality": "OD"}), 422,
-                       "idempotency-key-reused")
-        assert_problem(upload(c, record_id, photo, idem="upload-0001", metadata={"laterality": "OS"}), 422,
-                       "idempotency-key-reused")
-        assert_problem(upload(c, record_id + "x", photo, idem="upload-0001", metadata={"laterality": "OD"}), 422,
-                       "idempotency-key-reused")
+        assert_problem(
+            upload(c, record_id, other, idem="upload-0001", metadata={"laterality": "OD"}),
+            422,
+            "idempotency-key-reused",
+        )
+        assert_problem(
+            upload(c, record_id, photo, idem="upload-0001", metadata={"laterality": "OS"}),
+            422,
+            "idempotency-key-reused",
+        )
+        assert_problem(
+            upload(c, record_id + "x", photo, idem="upload-0001", metadata={"laterality": "OD"}),
+            422,
+            "idempotency-key-reused",
+        )
         assert storage.objects() - before == set()
         assert storage.media_rows(record_id) == 1
         job = wait_job(c, first.json()["job_id"])
@@ -227,7 +252,9 @@ def test_idempotent_replay_and_key_reuse(
         wait_job(c, r.json()["job_id"])
 
 
-def test_auth_and_scopes(stack: Stack, writer_a: str, auditor: str, shared_data: Path, record_id: str) -> None:
+def test_auth_and_scopes(
+    stack: Stack, writer_a: str, auditor: str, shared_data: Path, record_id: str
+) -> None:
     reader = stack.key("clinic-a", "media:read")
     jpeg = (shared_data / "faces/barack_obama/1.jpg").read_bytes()
     url = f"/v1/records/{record_id}/media"
@@ -264,7 +291,11 @@ def test_revoked_key_is_refused(stack: Stack) -> None:
     key = out.strip().splitlines()[-1]
     key_id = key.split("_")[1]
     with stack.http(key) as c:
-        assert c.get("/v1/whoami").json() == {"client_id": "temp-client", "key_id": key_id, "scopes": ["media:read"]}
+        assert c.get("/v1/whoami").json() == {
+            "client_id": "temp-client",
+            "key_id": key_id,
+            "scopes": ["media:read"],
+        }
     listing = stack.cli("keys", "list").stdout
     assert key_id in listing and key not in listing
     stack.cli("keys", "revoke", key_id)
@@ -295,7 +326,9 @@ def test_tenant_isolation(
         assert ops.get(f"/v1/artifacts/{job['artifact_id']}/metrics").status_code == 200
         wait_job(ops, job_b)
     with stack.http(writer_a) as a:
-        assert [i["job_id"] for i in a.get(f"/v1/records/{record_id}/media").json()["items"]] == [job["job_id"]]
+        assert [i["job_id"] for i in a.get(f"/v1/records/{record_id}/media").json()["items"]] == [
+            job["job_id"]
+        ]
 
 
 def test_framework_errors_are_problems(stack: Stack, auditor: str) -> None:
@@ -313,8 +346,12 @@ def test_framework_errors_are_problems(stack: Stack, auditor: str) -> None:
 
 def test_problem_details_do_not_echo_input(stack: Stack, writer_a: str, record_id: str) -> None:
     with stack.http(writer_a) as c:
-        r = c.post(f"/v1/records/{record_id}/media",
-                   files={"file": ("a.jpg", b"\xff\xd8\xff" + b"\0" * 5000), "metadata": (None, json.dumps(
-                       {"description": "x" * 3000, "laterality": "Jane Doe"}))})
+        r = c.post(
+            f"/v1/records/{record_id}/media",
+            files={
+                "file": ("a.jpg", b"\xff\xd8\xff" + b"\0" * 5000),
+                "metadata": (None, json.dumps({"description": "x" * 3000, "laterality": "Jane Doe"})),
+            },
+        )
         assert r.status_code == 422
         assert "Jane Doe" not in r.text

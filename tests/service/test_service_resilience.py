@@ -31,13 +31,16 @@ def assert_exactly_once(stack: Stack, weed: Seaweed, job_ids: list[str]) -> list
         ).fetchall()
         succeeded = conn.execute(
             "SELECT job_id, count(*) FROM audit_events WHERE action = 'job.succeeded' AND job_id = ANY(%s) "
-            "GROUP BY job_id", (job_ids,)
+            "GROUP BY job_id",
+            (job_ids,),
         ).fetchall()
     assert sorted(j[0] for j in jobs) == sorted(job_ids)
     assert all(j[1] == "succeeded" for j in jobs), jobs
     assert sorted(a[0] for a in artifacts) == sorted(job_ids)  # one artifact per job
     assert dict(succeeded) == dict.fromkeys(job_ids, 1)
-    keys = {o.object_name for o in weed.client().list_objects(stack.env["DMASK_BUCKET_ARTIFACTS"], recursive=True)}
+    keys = {
+        o.object_name for o in weed.client().list_objects(stack.env["DMASK_BUCKET_ARTIFACTS"], recursive=True)
+    }
     expected = {k for a in artifacts for k in (a[1], a[2])}
     assert keys == expected  # no orphan artifact objects from an abandoned attempt
     return [{"id": j[0], "deliveries": j[2]} for j in jobs]
@@ -84,8 +87,10 @@ def test_pool_child_sigkill_is_redelivered_once(
     with stack.http(key) as c:
         job_id = upload(c, "MRN-child", shared_data / PHOTOS[0]).json()["job_id"]
         wait_job(c, job_id, timeout=60, until=("running",))
-        children = [int(p) for p in Path(f"/proc/{worker.popen.pid}/task/{worker.popen.pid}/children")
-                    .read_text().split()]
+        children = [
+            int(p)
+            for p in Path(f"/proc/{worker.popen.pid}/task/{worker.popen.pid}/children").read_text().split()
+        ]
         assert children
         for child in children:
             os.kill(child, signal.SIGKILL)

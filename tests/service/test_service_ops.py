@@ -1,0 +1,189 @@
+"""Operations: probes, metrics, OpenAPI, worker heartbeat, CLI, and the object-store contract on the
+real SeaweedFS (SSE-C for originals) and on a local folder."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from minio.error import S3Error
+from minio.sse import SseCustomerKey
+from service_support import PY, REPO, SSE_C_KEY, Seaweed, Stack, clean_env, free_port, upload, wait_job
+
+
+def test_probes(stack: Stack) -> None:
+    assert httpx.get(stack.api_url + "/livez").json() == {"status": "ok"}
+    ready = httpx.get(stack.api_url + "/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "broker": "ok", "storage": "ok"}
+
+
+def test_readyz_is_503_when_the_broker_is_down(make_stack: Callable[..., Stack], shared_data: Path) -> None:
+    s = make_stack(broker_url=f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    s.start_api(probe="/livez")
+    r = httpx.get(s.api_url + "/readyz", timeout=30)
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "5"
+    assert r.headers["content-type"].startswith("application/problem+json")
+    checks = r.json()["checks"]
+    assert (
+        checks["database"] == "ok"
+        and checks["storage"] == "ok"
+        and checks["broker"].startswith("unavailable")
+    )
+    # Uploads still work: the job row is the truth and the reconciler sends it once the broker is back.
+    key = s.key("c", "media:write", "media:read")
+    with s.http(key) as c:
+        res = upload(c, "MRN-1", shared_data / "faces/barack_obama/1.jpg")
+        assert res.status_code == 202
+        assert c.get(f"/v1/jobs/{res.json()['job_id']}").json()["status"] == "queued"
+
+
+def test_metrics_have_no_phi(stack: Stack, writer_a: str, shared_data: Path) -> None:
+    record = "MRN-metrics-7731"
+    with stack.http(writer_a) as c:
+        job = wait_job(c, upload(c, record, shared_data / "faces/madonna/1.jpg").json()["job_id"])
+        assert job["status"] == "succeeded"
+        c.get(f"/v1/records/{record}/media")
+    text = httpx.get(stack.api_url + "/metrics").text
+    assert record not in text and "clinic-a" not in text
+    assert 'route="/v1/records/{record_id}/media"' in text
+    assert "dmask_http_requests_total" in text and "dmask_http_request_duration_seconds_bucket" in text
+    assert "dmask_queue_depth" in text and 'dmask_jobs{status="succeeded"}' in text
+    assert "dmask_upload_bytes_total" in text and "dmask_jobs_failed" in text
+
+
+def test_openapi(stack: Stack) -> None:
+    spec = httpx.get(stack.api_url + "/openapi.json").json()
+    paths = spec["paths"]
+    for path in (
+        "/v1/records/{record_id}/media",
+        "/v1/jobs/{job_id}",
+        "/v1/artifacts/{artifact_id}",
+        "/v1/artifacts/{artifact_id}/metrics",
+        "/v1/audit",
+        "/v1/audit/verify",
+        "/livez",
+        "/readyz",
+    ):
+        assert path in paths, path
+    body = paths["/v1/records/{record_id}/media"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in body
+
+
+def test_worker_heartbeat_file_is_fresh(stack: Stack) -> None:
+    hb = Path(stack.env["DMASK_WORKER_HEARTBEAT_FILE"])
+    first = hb.stat().st_mtime
+    time.sleep(2.5)
+    assert hb.stat().st_mtime > first
+    assert time.time() - hb.stat().st_mtime < 5
+
+
+def test_service_modules_do_not_load_torch() -> None:
+    code = (
+        "import sys, services.app, services.cli, workers.celery_app, workers.tasks, workers.runner; "
+        "services.app.create_app(); assert 'torch' not in sys.modules, 'torch loaded'"
+    )
+    env = clean_env()
+    env["DMASK_HOME"] = "/tmp/dmask-import-check"
+    res = subprocess.run([PY, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+def test_cli_dispatches_model_commands() -> None:
+    res = subprocess.run(
+        [PY, "-m", "services.cli", "mask", "--help"],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "usage" in res.stdout.lower()
+    res = subprocess.run(
+        [PY, "-m", "services.cli", "--help"],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for command in ("serve", "worker", "keys", "db", "audit", "mask", "landmarks"):
+        assert command in res.stdout
+
+
+@pytest.fixture
+def s3_store(weed: Seaweed):  # type: ignore[no-untyped-def]
+    from services.storage.s3 import S3Store
+
+    suffix = os.urandom(4).hex()
+    store = S3Store(
+        weed.endpoint,
+        "dmasktest",
+        "dmasktest-secret-key-0123456789",
+        secure=False,
+        region="us-east-1",
+        buckets={"originals": f"o-{suffix}", "artifacts": f"a-{suffix}"},
+        sse_c_key_b64=SSE_C_KEY,
+        part_size=5 << 20,
+    )
+    store.ensure_buckets()
+    return store
+
+
+def test_s3_originals_need_the_sse_c_key(s3_store, weed: Seaweed) -> None:  # type: ignore[no-untyped-def]
+    data = os.urandom(11 << 20)  # three multipart parts
+    s3_store.put_stream("originals", "k/1", io.BytesIO(data), content_type="application/octet-stream")
+    assert s3_store.get_bytes("originals", "k/1") == data
+    with s3_store.open_seekable("originals", "k/1") as fh:  # ranged reads (video probing)
+        fh.seek(7 << 20)
+        assert fh.read(1000) == data[7 << 20 : (7 << 20) + 1000]
+        fh.seek(-10, io.SEEK_END)
+        assert fh.read() == data[-10:]
+    raw = weed.client()
+    bucket = s3_store.buckets["originals"]
+    with pytest.raises(S3Error):
+        raw.get_object(bucket, "k/1").read()  # without the key the store refuses
+    with pytest.raises(S3Error):
+        raw.get_object(bucket, "k/1", ssec=SseCustomerKey(b"x" * 32)).read()  # wrong key
+    assert (
+        raw.get_object(bucket, "k/1", ssec=SseCustomerKey(base64.b64decode(SSE_C_KEY))).read()[:64]
+        == data[:64]
+    )
+    assert s3_store.presign_get("originals", "k/1", ttl_s=60, content_type="x", filename="x") is None
+    s3_store.delete("originals", "k/1")
+    s3_store.delete("originals", "k/1")  # idempotent
+    assert not s3_store.exists("originals", "k/1")
+
+
+def test_aborted_stream_leaves_nothing(s3_store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from services.storage.local import LocalFolderStore
+
+    class Failing(io.RawIOBase):
+        def __init__(self) -> None:
+            self.sent = 0
+
+        def read(self, n: int = -1) -> bytes:
+            if self.sent > (12 << 20):
+                raise OSError("client went away")
+            self.sent += 1 << 20
+            return os.urandom(1 << 20)
+
+    local = LocalFolderStore(tmp_path, {"originals": "o", "artifacts": "a"})
+    local.ensure_buckets()
+    for store in (s3_store, local):
+        with pytest.raises(OSError):
+            store.put_stream("originals", "k/2", Failing(), content_type="application/octet-stream")
+        assert store.list_keys("originals") == []
+        assert not store.exists("originals", "k/2")
+    uploads = s3_store.client._list_multipart_uploads(s3_store.buckets["originals"]).uploads  # noqa: SLF001
+    assert uploads == []
+    assert list((tmp_path / "o" / ".tmp").iterdir()) == []
