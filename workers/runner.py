@@ -10,7 +10,7 @@ job to someone else) the result is thrown away instead of being recorded twice.
 from __future__ import annotations
 
 import hashlib
-import importlib
+import hmac
 import json
 import logging
 import os
@@ -107,14 +107,16 @@ class Output:
     model_version: str
 
 
-def mask_media(settings: Settings, src: Path, workdir: Path, progress: Callable[[float], None]) -> Output:
+def mask_media(
+    settings: Settings, src: Path, workdir: Path, progress: Callable[[float], None], record_id: str
+) -> Output:
     """Dispatch on the sniffed kind of the original. DICOM goes to ``workers.dicom``."""
     from models.media.sniff import SNIFF_BYTES, MediaKind, sniff
 
     with open(src, "rb") as fh:
         media_type = sniff(fh.read(SNIFF_BYTES))
     if media_type.kind is MediaKind.DICOM:
-        return mask_dicom(settings, src, workdir, progress)
+        return mask_dicom(settings, src, workdir, progress, record_id)
     if media_type.kind not in (MediaKind.PHOTO, MediaKind.VIDEO):
         raise PermanentFailure(f"unsupported media type: {media_type.mime}")
 
@@ -149,33 +151,53 @@ def mask_media(settings: Settings, src: Path, workdir: Path, progress: Callable[
     )
 
 
-def mask_dicom(settings: Settings, src: Path, workdir: Path, progress: Callable[[float], None]) -> Output:
-    """The DICOM route. ``workers.dicom`` is written separately; until it exists DICOM jobs fail with
-    a clear reason rather than being faked."""
-    try:
-        dicom = importlib.import_module("workers.dicom")
-    except ImportError:
-        raise PermanentFailure("DICOM masking is not available on this server yet") from None
-    entry = getattr(dicom, "mask_dicom", None)
-    if entry is None:
-        raise PermanentFailure("DICOM masking is not available on this server yet")
+def mask_dicom(
+    settings: Settings, src: Path, workdir: Path, progress: Callable[[float], None], record_id: str
+) -> Output:
+    """The DICOM route (``workers.dicom``): the model masks the decoded frames, the DICOM path
+    de-identifies the header (PS3.15 Basic Profile) with pseudonyms, date shifts and UIDs keyed by
+    ``settings.hmac_key``, so every instance of one record maps consistently."""
+    from models.api import MODEL_VERSION, get_model
+    from workers.dicom import DeidKeys, DeidOptions, DicomError, HmacUidMapper
+    from workers.dicom import mask_dicom as dicom_mask
+
+    model = get_model(resolve_device(settings.device), settings.batch_size)
+    master = settings.hmac_key.get_secret_value().encode("utf-8")
+    uid_key = hmac.new(master, b"dmask/uid/v1", hashlib.sha256).digest()
     dst = workdir / "masked.dcm"
-    result = entry(
-        src,
-        dst,
-        device=resolve_device(settings.device),
-        batch_size=settings.batch_size,
-        progress=progress,
-        hmac_key=settings.hmac_key.get_secret_value(),
-    )
+    progress(0.05)
+    try:
+        result = dicom_mask(
+            src,
+            dst,
+            mask_frames=model.mask_frames,
+            options=DeidOptions(),
+            keys=DeidKeys.derive(master, record_id),
+            uid_map=HmacUidMapper(uid_key),
+        )
+    except DicomError as exc:
+        raise PermanentFailure(exc.reason) from exc
+    metrics = dict(model.last_metrics or {})
+    metrics["dicom"] = {
+        "sop_class_uid": result.sop_class_uid,
+        "source_sop_class_uid": result.source_sop_class_uid,
+        "sop_class_changed": result.sop_class_changed,
+        "transfer_syntax_uid": result.transfer_syntax_uid,
+        "frames": result.frames,
+        "rows": result.rows,
+        "columns": result.columns,
+        "lossy": result.lossy,
+        "method_codes": list(result.method_codes),
+        "warnings": list(result.warnings),
+    }
     return Output(
         Path(result.output_path),
         "dicom",
         "application/dicom",
-        dict(result.metrics),
-        int(result.frames_total),
-        int(result.frames_blanked),
-        str(result.model_version),
+        metrics,
+        int(result.frames),
+        int(model.last_blanked),
+        MODEL_VERSION,
     )
 
 
@@ -214,7 +236,7 @@ def run_job(settings: Settings, job_id: str, worker: str, store: ObjectStore | N
                 store.get_to_file("originals", claimed.original_key, src)
             except ObjectNotFound:
                 raise PermanentFailure("the original is no longer stored") from None
-            out = mask_media(settings, src, workdir, lease.progress)
+            out = mask_media(settings, src, workdir, lease.progress, claimed.record_id)
             if lease.lost:
                 raise LeaseLost()
             art_key, metrics_key = new_key(), new_key()

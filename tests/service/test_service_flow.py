@@ -136,3 +136,26 @@ def test_object_keys_are_opaque_and_originals_deleted(
     # Deleted after masking:
     with pytest.raises(S3Error):
         s3.stat_object(bucket_o, key[0])
+
+
+def test_dicom_upload_goes_through_the_dicom_path(
+    stack: Stack, writer_a: str, shared_data: Path, record_id: str
+) -> None:
+    import pydicom
+
+    src = shared_data / "dicom/ot_pal8_face.dcm"  # a face photo as palette-colour Secondary Capture
+    original = pydicom.dcmread(src, force=True)
+    with stack.http(writer_a) as c:
+        r = upload(c, record_id, src)
+        assert r.status_code == 202, r.text
+        assert r.json()["kind"] == "dicom" and r.json()["mime_type"] == "application/dicom"
+        job = wait_job(c, r.json()["job_id"])
+        assert job["status"] == "succeeded", job
+        got = _download(c, job["artifact_id"])
+        assert got.headers["content-type"] == "application/dicom"
+        masked = pydicom.dcmread(io.BytesIO(got.content))
+        assert masked.PatientID.startswith("DM") and masked.PatientID != original.get("PatientID")
+        assert masked.SOPInstanceUID != original.get("SOPInstanceUID")
+        assert masked.PhotometricInterpretation == "RGB"
+        metrics = c.get(f"/v1/artifacts/{job['artifact_id']}/metrics").json()
+        assert metrics["dicom"]["frames"] == 1
