@@ -1,1 +1,0 @@
-"""FHIR R4 read API over the audit log (``router`` in ``services.fhir.routes``)."""

@@ -1,1 +1,0 @@
-"""Audit exports with integrity, their offline verification, and per-record access reports."""

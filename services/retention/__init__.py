@@ -1,1 +1,0 @@
-"""Retention policies and legal holds (the deletion task itself lives in ``workers.retention``)."""

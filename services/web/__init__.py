@@ -1,1 +1,0 @@
-"""Server-rendered pages for people: the compliance officer's audit page, the clinician's review page."""
