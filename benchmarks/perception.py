@@ -6,7 +6,8 @@ Usage: python benchmarks/perception.py [--device cpu|cuda] [--threads N] [--batc
 Prints one JSON object to stdout. Frames are 640x480 (480p) with one face: the first frame of a
 shared DEV video (or a shared photo, or PATH), so the numbers reflect the masking workload.
 Why median-of-repeats: the machines this runs on are shared; the median is stable where the mean
-is not.
+is not. With other CPU work running, prefer --threads 1 (or OMP_WAIT_POLICY=PASSIVE): OpenMP's
+spin-waiting threads otherwise lose most of their time to the other processes.
 """
 
 from __future__ import annotations
@@ -128,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
+        # shared machines: other processes' load changes CPU numbers a lot
+        "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
         "detector": args.detector,
         "frame": {"source": source, "height": frame.shape[0], "width": frame.shape[1]},
         "repeat": args.repeat,
