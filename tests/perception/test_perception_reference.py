@@ -242,6 +242,7 @@ def test_detections_match_reference_pipeline(
     fp = perception if kind == "full" else short_perception
     ours = fp._detect([fp._frame_tensor(img) for img in photos.values()], 1.0)
     n_faces = 0
+    ious: list[float] = []
     for (path, img), dets in zip(photos.items(), ours, strict=True):
         x = fp._letterbox(fp._frame_tensor(img))[0].permute(0, 2, 3, 1).numpy()[0]
         ref = ref_detect(img, x, tflite[kind], kind, min_score=0.5)
@@ -249,11 +250,13 @@ def test_detections_match_reference_pipeline(
             if score >= 0.6:
                 best = max((iou(box, d.box) for d in dets), default=0.0)
                 assert best > 0.9, f"{path}: reference box {box} ({score:.2f}) best IoU {best:.3f}"
+                ious.append(best)
                 n_faces += 1
         for d in dets:
             if d.score >= 0.6:
                 best = max((iou(box, d.box) for box, _ in ref), default=0.0)
                 assert best > 0.9, f"{path}: our box {d.box} ({d.score:.2f}) best IoU {best:.3f}"
+    print(f"\n{kind}: {n_faces} confident faces, min IoU {min(ious, default=0):.4f}")
     assert n_faces >= len(photos) // 2, "too few confident faces to compare"
 
 
