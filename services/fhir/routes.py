@@ -1,0 +1,186 @@
+"""``/fhir``: a read-only FHIR R4 view of the audit log for compliance tools (scope audit:read).
+
+``GET /fhir/AuditEvent`` answers a searchset Bundle with self/next links; ``GET /fhir/AuditEvent/{id}``
+one event; ``GET /fhir/metadata`` the CapabilityStatement that tells tools which search parameters
+exist. Every search and read is itself written to the audit log (action ``audit.read``, detail
+``api: fhir``) before the answer leaves: nothing is returned that was not audited.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from services.audit import service as audit
+from services.audit.models import AuditEvent, AuditHead
+from services.auth.deps import audit_ctx, require_scope, settings_of
+from services.auth.service import Principal
+from services.db import get_sessionmaker, session_scope, utcnow
+from services.fhir import mapping, search
+
+router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+FHIR_JSON = "application/fhir+json"
+FHIR_VERSION = "4.0.1"
+
+
+class FhirResponse(JSONResponse):
+    media_type = FHIR_JSON
+
+
+def operation_outcome(status: int, code: str, message: str) -> FhirResponse:
+    body = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": message}],
+    }
+    return FhirResponse(body, status_code=status)
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/fhir"
+
+
+def _head_seq(session: Any) -> int:
+    seq: int = session.execute(select(AuditHead.seq).where(AuditHead.id == 1)).scalar_one()
+    return seq
+
+
+def _audit_read(
+    request: Request, principal: Principal, record_id: str | None, detail: dict[str, Any]
+) -> None:
+    with session_scope(settings_of(request)) as session:
+        audit.append(session, audit_ctx(request, principal), "audit.read", record_id=record_id, detail=detail)
+
+
+@router.get(
+    "/AuditEvent",
+    response_class=FhirResponse,
+    summary="Search audit events (FHIR R4 searchset Bundle)",
+    description="Search parameters: patient (record ID), agent (client), entity (record, media, job, "
+    "artifact or request ID), date (prefixes eq ne gt lt ge le sa eb; repeatable), action (C R U D E), "
+    "outcome (0 4 8 12), type, subtype, altid (key id), address, _id, _count, _sort (date, -date).",
+)
+def search_audit_events(
+    request: Request, principal: Annotated[Principal, Depends(require_scope("audit:read"))]
+) -> FhirResponse:
+    settings = settings_of(request)
+    params = list(request.query_params.multi_items())
+    with get_sessionmaker(settings)() as session:
+        try:
+            parsed = search.parse(params, search.distinct_actions(session))
+        except search.SearchError as exc:
+            return operation_outcome(400, exc.code, str(exc))
+        rows, nxt = search.run(session, parsed, _head_seq(session))
+        session.expunge_all()
+    record = next(iter(parsed.record_ids)) if len(parsed.record_ids) == 1 else None
+    _audit_read(
+        request,
+        principal,
+        record,
+        {"api": "fhir", "query": search.describe(parsed), "returned": len(rows), "page": bool(parsed.cursor)},
+    )
+    base = base_url(request)
+    self_params = list(parsed.used)
+    if parsed.cursor is not None:
+        self_params.append(("_cursor", search.encode_cursor(parsed.cursor)))
+    links = [{"relation": "self", "url": f"{base}/AuditEvent?{urlencode(self_params)}".rstrip("?")}]
+    if nxt is not None:
+        next_params = [(k, v) for k, v in parsed.used if k != "_count"]
+        next_params += [("_count", str(parsed.count)), ("_cursor", search.encode_cursor(nxt))]
+        links.append({"relation": "next", "url": f"{base}/AuditEvent?{urlencode(next_params)}"})
+    bundle: dict[str, Any] = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": audit._ts(utcnow())},
+        "type": "searchset",
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{base}/AuditEvent/{ev.id}",
+                "resource": mapping.to_fhir(ev),
+                "search": {"mode": "match"},
+            }
+            for ev in rows
+        ],
+    }
+    return FhirResponse(bundle, headers={"Cache-Control": "no-store"})
+
+
+@router.get("/AuditEvent/{event_id}", response_class=FhirResponse, summary="Read one audit event")
+async def read_audit_event(
+    request: Request, event_id: str, principal: Annotated[Principal, Depends(require_scope("audit:read"))]
+) -> FhirResponse:
+    if not event_id.isdigit() or len(event_id) > 18:
+        return operation_outcome(404, "not-found", "No such AuditEvent.")
+    settings = settings_of(request)
+
+    def load() -> AuditEvent | None:
+        with get_sessionmaker(settings)() as session:
+            ev = session.get(AuditEvent, int(event_id))
+            if ev is not None:
+                session.expunge(ev)
+            return ev
+
+    ev = await run_in_threadpool(load)
+    await run_in_threadpool(
+        _audit_read,
+        request,
+        principal,
+        ev.record_id if ev else None,
+        {"api": "fhir", "read": event_id, "found": ev is not None},
+    )
+    if ev is None:
+        return operation_outcome(404, "not-found", "No such AuditEvent.")
+    return FhirResponse(mapping.to_fhir(ev), headers={"Cache-Control": "no-store", "ETag": f'W/"{ev.hash}"'})
+
+
+SEARCH_PARAMS = [
+    ("_id", "token", "Sequence number of the event"),
+    ("patient", "reference", "The EHR record ID (Patient/<id> or <id>)"),
+    ("agent", "reference", "The API client that made the request"),
+    ("altid", "token", "The API key id the client used"),
+    ("address", "string", "Network address of the client"),
+    ("entity", "reference", "Record, media, job, artifact or request ID the event is about"),
+    ("date", "date", "When the event was recorded"),
+    ("action", "token", "C | R | U | D | E"),
+    ("outcome", "token", "0 | 4 | 8 | 12"),
+    ("type", "token", "Event type (rest, DCM codes)"),
+    ("subtype", "token", f"Event subtype ({mapping.SYS_ACTION} action or REST interaction)"),
+]
+
+
+@router.get("/metadata", response_class=FhirResponse, summary="FHIR CapabilityStatement")
+def capability_statement(request: Request) -> FhirResponse:
+    """Unauthenticated like any FHIR server's: it describes the API, it carries no data."""
+    body = {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": "2026-11-28",
+        "kind": "instance",
+        "software": {"name": "DigitalMask"},
+        "implementation": {"description": "DigitalMask audit log (read-only)", "url": base_url(request)},
+        "fhirVersion": FHIR_VERSION,
+        "format": ["json"],
+        "rest": [
+            {
+                "mode": "server",
+                "security": {"description": "Authorization: Bearer <API key> with scope audit:read"},
+                "resource": [
+                    {
+                        "type": "AuditEvent",
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
+                        "searchParam": [
+                            {"name": n, "type": t, "documentation": d} for n, t, d in SEARCH_PARAMS
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    return FhirResponse(body)

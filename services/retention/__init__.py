@@ -1,0 +1,1 @@
+"""Retention policies and legal holds (the deletion task itself lives in ``workers.retention``)."""
