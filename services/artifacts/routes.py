@@ -32,12 +32,14 @@ EXT = {
 def _load(request: Request, artifact_id: str, principal: Principal) -> Artifact:
     with get_sessionmaker(settings_of(request))() as session:
         art = session.get(Artifact, artifact_id)
-    if art is None or art.deleted_at is not None:
+    if art is None:
         raise not_found("artifact")
     if art.client_id != principal.client_id and not principal.is_admin:
         raise deny_other_tenant(
             request, principal, "artifact", artifact_id=artifact_id, record_id=art.record_id
         )
+    if art.deleted_at is not None:
+        raise Problem(410, "The artifact expired under the retention policy.", slug="gone")
     return art
 
 

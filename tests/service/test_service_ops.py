@@ -187,3 +187,24 @@ def test_aborted_stream_leaves_nothing(s3_store, tmp_path: Path) -> None:  # typ
     uploads = s3_store.client._list_multipart_uploads(s3_store.buckets["originals"]).uploads  # noqa: SLF001
     assert uploads == []
     assert list((tmp_path / "o" / ".tmp").iterdir()) == []
+
+
+def test_artifact_retention(make_stack: Callable[..., Stack], weed: Seaweed, shared_data: Path) -> None:
+    """artifact_retention_days=0: the reconciler deletes the masked file and metrics right after the
+    job, audits it, and the API answers 410 Gone."""
+    s = make_stack(artifact_retention_days=0, reconcile_interval_s=1)
+    s.start_api()
+    s.start_worker()
+    key = s.key("c", "media:write", "media:read")
+    with s.http(key) as c:
+        job = wait_job(c, upload(c, "MRN-ret", shared_data / "faces/megan_fox/1.jpg").json()["job_id"])
+        assert job["status"] == "succeeded"
+        from service_support import wait_for
+
+        wait_for(lambda: c.get(f"/v1/artifacts/{job['artifact_id']}").status_code == 410, 30, "expiry")
+        assert c.get(f"/v1/artifacts/{job['artifact_id']}/metrics").status_code == 410
+        assert c.get("/v1/records/MRN-ret/media").json()["items"][0]["artifacts"] == []
+    assert list(weed.client().list_objects(s.env["DMASK_BUCKET_ARTIFACTS"], recursive=True)) == []
+    with s.http(s.key("a", "audit:read")) as c:
+        [ev] = c.get("/v1/audit", params={"action": "artifact.expire"}).json()["items"]
+        assert ev["artifact_id"] == job["artifact_id"] and ev["record_id"] == "MRN-ret"
