@@ -58,6 +58,8 @@ def test_metrics_have_no_phi(stack: Stack, writer_a: str, shared_data: Path) -> 
     assert "dmask_http_requests_total" in text and "dmask_http_request_duration_seconds_bucket" in text
     assert "dmask_queue_depth" in text and 'dmask_jobs{status="succeeded"}' in text
     assert "dmask_upload_bytes_total" in text and "dmask_jobs_failed" in text
+    assert 'dmask_job_duration_seconds_avg_1h{kind="photo"}' in text
+    assert 'dmask_jobs_succeeded_1h{kind="photo"}' in text
 
 
 def test_openapi(stack: Stack) -> None:
@@ -100,6 +102,16 @@ def test_service_modules_do_not_load_torch() -> None:
 def test_cli_dispatches_model_commands() -> None:
     res = subprocess.run(
         [PY, "-m", "services.cli", "mask", "--help"],
+        cwd=REPO,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "usage" in res.stdout.lower()
+    res = subprocess.run(
+        [PY, "-m", "services.cli", "landmarks", "--help"],
         cwd=REPO,
         env=clean_env(),
         capture_output=True,
@@ -208,3 +220,18 @@ def test_artifact_retention(make_stack: Callable[..., Stack], weed: Seaweed, sha
     with s.http(s.key("a", "audit:read")) as c:
         [ev] = c.get("/v1/audit", params={"action": "artifact.expire"}).json()["items"]
         assert ev["artifact_id"] == job["artifact_id"] and ev["record_id"] == "MRN-ret"
+
+
+def test_rate_limit(make_stack: Callable[..., Stack]) -> None:
+    s = make_stack(rate_limit_per_minute=5)
+    s.start_api()
+    key = s.key("chatty", "media:read")
+    with s.http(key) as c:
+        codes = [c.get("/v1/whoami").status_code for _ in range(8)]
+        assert codes[:5] == [200] * 5 and codes[5:] == [429] * 3
+        r = c.get("/v1/whoami")
+        assert r.headers["content-type"].startswith("application/problem+json")
+        assert 0 < int(r.headers["retry-after"]) <= 60
+    with s.http(s.key("audit", "audit:read")) as c:
+        denied = c.get("/v1/audit", params={"action": "request.denied"}).json()["items"]
+    assert [e["detail"]["status"] for e in denied] == [429]  # first refusal of the window only

@@ -128,3 +128,35 @@ def test_broker_restart_loses_queue_and_reconciler_recovers(
         wait_for(lambda: "broker lost its state" in stack.workers[-1].log.read_text(), 10, "reconciler log")
     finally:
         broker.kill()
+
+
+def test_job_is_dead_lettered_after_max_deliveries(
+    make_stack: Callable[..., Stack], weed: Seaweed, shared_data: Path
+) -> None:
+    """A job whose worker dies every time (think: a file that crashes the decoder) is failed after
+    max_deliveries instead of cycling forever."""
+    stack = make_stack(job_lease_s=4, reconcile_interval_s=1, max_deliveries=2)
+    stack.start_api()
+    worker = stack.start_worker()
+    key = stack.key("clinic-a", "media:write", "media:read")
+    with stack.http(key) as c:
+        job_id = upload(c, "MRN-poison", shared_data / PHOTOS[1]).json()["job_id"]
+        for delivery in (1, 2):
+            wait_for(
+                lambda d=delivery: (
+                    (j := c.get(f"/v1/jobs/{job_id}").json())["status"] == "running" and j["deliveries"] == d
+                ),
+                120,
+                f"delivery {delivery}",
+                interval=0.1,
+            )
+            children = Path(f"/proc/{worker.popen.pid}/task/{worker.popen.pid}/children").read_text().split()
+            for child in children:
+                os.kill(int(child), signal.SIGKILL)
+        job = wait_job(c, job_id, timeout=120)
+    assert job["status"] == "failed"
+    assert job["failure_reason"].startswith("dead-lettered")
+    assert job["deliveries"] == 2 and job["artifact_id"] is None
+    assert worker.alive()
+    keys = list(weed.client().list_objects(stack.env["DMASK_BUCKET_ARTIFACTS"], recursive=True))
+    assert keys == []
