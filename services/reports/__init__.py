@@ -1,0 +1,1 @@
+"""Audit exports with integrity, their offline verification, and per-record access reports."""
