@@ -178,8 +178,11 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--big-mib", type=int, default=1024)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--shared", type=Path,
-                    default=Path(os.environ.get("DMASK_SHARED_DATA", REPO.parent / "shared" / "data")))
+    ap.add_argument(
+        "--shared",
+        type=Path,
+        default=Path(os.environ.get("DMASK_SHARED_DATA", REPO.parent / "shared" / "data")),
+    )
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="dmask-bench-"))
@@ -191,21 +194,23 @@ def main() -> int:
     try:
         weed.start()
         env = clean_env()
-        env.update({
-            "DMASK_HOME": str(workdir / "home"),
-            "DMASK_DATABASE_URL": db_url,
-            "DMASK_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
-            "DMASK_S3_ENDPOINT": weed.endpoint,
-            "DMASK_S3_ACCESS_KEY": S3_ACCESS,
-            "DMASK_S3_SECRET_KEY": S3_SECRET,
-            "DMASK_S3_SECURE": "false",
-            "DMASK_S3_REGION": "us-east-1",
-            "DMASK_BUCKET_ORIGINALS": f"orig-{suffix}",
-            "DMASK_BUCKET_ARTIFACTS": f"art-{suffix}",
-            "DMASK_SSE_C_KEY": SSE_C_KEY,
-            "DMASK_RATE_LIMIT_PER_MINUTE": "0",
-            "DMASK_LOG_LEVEL": "warning",
-        })
+        env.update(
+            {
+                "DMASK_HOME": str(workdir / "home"),
+                "DMASK_DATABASE_URL": db_url,
+                "DMASK_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
+                "DMASK_S3_ENDPOINT": weed.endpoint,
+                "DMASK_S3_ACCESS_KEY": S3_ACCESS,
+                "DMASK_S3_SECRET_KEY": S3_SECRET,
+                "DMASK_S3_SECURE": "false",
+                "DMASK_S3_REGION": "us-east-1",
+                "DMASK_BUCKET_ORIGINALS": f"orig-{suffix}",
+                "DMASK_BUCKET_ARTIFACTS": f"art-{suffix}",
+                "DMASK_SSE_C_KEY": SSE_C_KEY,
+                "DMASK_RATE_LIMIT_PER_MINUTE": "0",
+                "DMASK_LOG_LEVEL": "warning",
+            }
+        )
         stack = Stack(workdir=workdir, env=env, db_name=db_name)
         stack.cli("db", "upgrade")
         stack.start_api()
@@ -214,9 +219,12 @@ def main() -> int:
         result: dict[str, Any] = {
             "benchmark": "ingest",
             "setup": {
-                "api": "dmask serve (1 uvicorn process)", "database": "PostgreSQL 127.0.0.1:5432",
-                "broker": "Redis 127.0.0.1:6379", "storage": "SeaweedFS S3 on loopback, originals SSE-C",
-                "cpus": os.cpu_count(), "python": platform.python_version(),
+                "api": "dmask serve (1 uvicorn process)",
+                "database": "PostgreSQL 127.0.0.1:5432",
+                "broker": "Redis 127.0.0.1:6379",
+                "storage": "SeaweedFS S3 on loopback, originals SSE-C",
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
             },
             "photos": bench_uploads(stack, key, files, args.uploads, args.concurrency),
         }

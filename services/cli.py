@@ -131,7 +131,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         try:
             with session_scope(settings) as session:
                 row, key = keys.create_key(session, args.client, args.scope, ctx)  # type: ignore[arg-type]
-        except keys.KeyError_ as exc:
+        except keys.KeyManagementError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"key id: {row.id}  client: {row.client_id}  scopes: {' '.join(row.scopes)}")
@@ -149,7 +149,7 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
         try:
             with session_scope(settings) as session:
                 keys.revoke_key(session, args.key_id, ctx)  # type: ignore[arg-type]
-        except keys.KeyError_ as exc:
+        except keys.KeyManagementError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(f"revoked {args.key_id}")

@@ -26,7 +26,7 @@ CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEY_FORMAT = re.compile(r"^dmk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
 
-class KeyError_(ValueError):
+class KeyManagementError(ValueError):
     """Bad key-management input (unknown scope, bad client name, unknown key)."""
 
 
@@ -53,10 +53,12 @@ def create_key(
 ) -> tuple[ApiKey, str]:
     """Create a key (and the client on first use). Returns the row and the key, shown once."""
     if not CLIENT_NAME.match(client):
-        raise KeyError_("client name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+        raise KeyManagementError("client name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
     unknown = sorted(set(scopes) - set(SCOPES))
     if unknown or not scopes:
-        raise KeyError_(f"scopes must be among {', '.join(SCOPES)} (got {', '.join(unknown) or 'none'})")
+        raise KeyManagementError(
+            f"scopes must be among {', '.join(SCOPES)} (got {', '.join(unknown) or 'none'})"
+        )
     if session.get(Client, client) is None:
         session.add(Client(id=client))
         session.flush()
@@ -78,7 +80,7 @@ def list_keys(session: Session) -> list[ApiKey]:
 def revoke_key(session: Session, key_id: str, ctx: audit.AuditContext) -> ApiKey:
     row = session.get(ApiKey, key_id)
     if row is None:
-        raise KeyError_(f"no key {key_id}")
+        raise KeyManagementError(f"no key {key_id}")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.flush()

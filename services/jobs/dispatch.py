@@ -75,7 +75,7 @@ class CeleryDispatcher:
 
         client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
         try:
-            return bool(client.set(EPOCH_KEY, "1", nx=True))
+            return bool(client.set(f"{EPOCH_KEY}:{self.settings.queue_name}", "1", nx=True))
         finally:
             client.close()
 

@@ -48,7 +48,7 @@ def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
     server.stop()
 
 
-_redis_db = iter(range(11, 16))
+REDIS_TEST_DB = 11  # flushed once per session; each deployment gets its own queue name in it
 
 
 @pytest.fixture(scope="session")
@@ -56,21 +56,22 @@ def make_stack(weed: Seaweed, tmp_path_factory: pytest.TempPathFactory) -> Itera
     """Factory of isolated deployments: each gets its own PostgreSQL database, Redis database (or the
     given broker URL), buckets and home folder, so tests that break things break only their own."""
     made: list[Stack] = []
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_TEST_DB).flushdb()
 
-    def factory(broker_url: str | None = None, **overrides: Any) -> Stack:
+    def factory(broker_url: str | None = None, queue: str | None = None, **overrides: Any) -> Stack:
         workdir = tmp_path_factory.mktemp("stack")
         db_name, db_url = create_database()
-        if broker_url is None:
-            db = next(_redis_db)
-            redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=db).flushdb()
-            broker_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}"
         suffix = uuid.uuid4().hex[:8]
+        if broker_url is None:
+            broker_url = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_TEST_DB}"
+            queue = queue or f"gpu-{suffix}"  # deployments sharing the test Redis must not share a queue
         env = clean_env()
         env.update(
             {
                 "DMASK_HOME": str(workdir / "home"),
                 "DMASK_DATABASE_URL": db_url,
                 "DMASK_BROKER_URL": broker_url,
+                "DMASK_QUEUE_NAME": queue or "gpu",
                 "DMASK_S3_ENDPOINT": weed.endpoint,
                 "DMASK_S3_ACCESS_KEY": S3_ACCESS,
                 "DMASK_S3_SECRET_KEY": S3_SECRET,
@@ -109,7 +110,7 @@ def make_stack(weed: Seaweed, tmp_path_factory: pytest.TempPathFactory) -> Itera
 @pytest.fixture(scope="session")
 def stack(make_stack: Callable[..., Stack]) -> Stack:
     """The shared distributed deployment: API + one Celery worker."""
-    s = make_stack()
+    s = make_stack(queue="gpu")
     s.start_api()
     s.start_worker()
     return s
