@@ -6,11 +6,12 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 
 from services.artifacts.models import Artifact
 from services.audit import service as audit
 from services.db import session_scope, utcnow
+from services.retention.models import LegalHold
 from services.settings import Settings
 from services.storage import ObjectStore
 
@@ -27,6 +28,7 @@ def expire_artifacts(settings: Settings, store: ObjectStore, batch: int = 200) -
             session.execute(
                 select(Artifact)
                 .where(Artifact.deleted_at.is_(None), Artifact.created_at < cutoff)
+                .where(~exists().where(LegalHold.record_id == Artifact.record_id))  # legal hold: keep
                 .order_by(Artifact.created_at)
                 .limit(batch)
             ).scalars()
