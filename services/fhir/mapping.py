@@ -86,6 +86,7 @@ ACTIONS: dict[str, ActionClass] = {
     "artifact.read": ActionClass(TYPE_REST, "R", "read"),
     "artifact.metrics_read": ActionClass(TYPE_REST, "R", "read"),
     "artifact.delete": ActionClass(TYPE_APP, "D"),
+    "artifact.expire": ActionClass(TYPE_APP, "D"),
     "original.delete": ActionClass(TYPE_APP, "D"),
     "job.queued": ActionClass(TYPE_APP, "C"),
     "audit.read": ActionClass(TYPE_AUDIT_USED, "E", "search-type"),

@@ -26,6 +26,7 @@ ACTION_LABELS = {
     "artifact.read": "Viewed or downloaded masked media",
     "artifact.metrics_read": "Read eye metrics",
     "artifact.delete": "Masked media deleted",
+    "artifact.expire": "Masked media deleted (retention)",
     "audit.read": "Read the audit log",
     "audit.export": "Exported the audit log",
     "audit.report": "Produced an access report",
