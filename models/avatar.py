@@ -29,9 +29,10 @@ from models.template import (
 
 # Appearance of the template: generic and identical for everyone (sRGB 0..1).
 SKIN = (0.80, 0.66, 0.58)
-BROW = (0.42, 0.32, 0.27)
+BROW = (0.50, 0.40, 0.34)
 LIP = (0.66, 0.38, 0.36)
 LID_MARGIN = (0.30, 0.22, 0.20)
+LASH_LINE = (0.08, 0.06, 0.05)  # upper lid margin: the dark edge face tools look for
 SCLERA = (0.93, 0.93, 0.90)
 IRIS = (0.36, 0.25, 0.16)
 LIMBUS = (0.18, 0.12, 0.08)
@@ -40,6 +41,9 @@ MOUTH = (0.25, 0.08, 0.08)
 BACKGROUND = (0.47, 0.49, 0.50)
 
 MATERIAL_SKIN, MATERIAL_EYE, MATERIAL_MOUTH = 0, 1, 2
+# Template eye openings are drawn larger than the canonical mesh's: more pixels per eye make lid and
+# iris positions readable by downstream face tools at video resolutions. Same for every patient.
+EYE_SCALE = 1.0
 _PLATE_DEPTH = 0.35  # eye and mouth plates sit this far (template units) behind their openings
 
 
@@ -65,14 +69,20 @@ def _plate(corners: np.ndarray, base: int) -> tuple[np.ndarray, np.ndarray]:
 @lru_cache(maxsize=1)
 def template_rig() -> TemplateRig:
     face = load_canonical_face()
-    v = face.vertices.astype(np.float64)
+    v = face.vertices.astype(np.float64).copy()
+    for ring in EYE_RING:  # the template's eyes, a little larger than the average face's (see EYE_SCALE)
+        idx = list(ring)
+        centre = v[idx, :2].mean(axis=0)
+        v[idx, :2] = centre + EYE_SCALE * (v[idx, :2] - centre)
     albedo = np.tile(np.array(SKIN), (468, 1))
     for brow in BROWS:
-        albedo[list(brow)] = BROW
+        albedo[list(brow[:5])] = BROW  # upper brow line only: a broad band pulls face tools' eye points up
     albedo[list(LIPS_OUTER)] = LIP
     albedo[list(LIPS_INNER)] = LIP
     for ring in EYE_RING:
         albedo[list(ring)] = LID_MARGIN
+    for lid in UPPER_LID:
+        albedo[list(lid)] = LASH_LINE
 
     extra_v: list[np.ndarray] = []
     extra_t: list[np.ndarray] = []
