@@ -49,10 +49,11 @@ def build_app(settings: Settings) -> Any:
     from services.fhir.routes import router as fhir_router
     from services.reports.routes import router as reports_router
     from services.retention.routes import router as retention_router
+    from services.web.routes import router as web_router
 
     app: FastAPI = create_app(settings)
     present = {getattr(r, "path", None) for r in app.router.routes}
-    for router in (fhir_router, reports_router, retention_router):
+    for router in (fhir_router, reports_router, retention_router, web_router):
         if not any(getattr(r, "path", None) in present for r in router.routes):
             app.include_router(router)
     return app
