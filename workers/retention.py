@@ -31,28 +31,15 @@ from services.audit import service as audit
 from services.jobs.models import Job, JobStatus
 from services.media.models import Media
 from services.retention.models import LegalHold
-from services.retention.policy import RetentionPolicy, RetentionSettings, policy_from_settings
+from services.retention.policy import RetentionPolicy, policy_from_settings
+from services.retention.schedule import BEAT_SCHEDULE, TASK_NAME, beat_schedule
 from services.settings import Settings, get_settings
 from services.storage import ObjectStore
 from workers.celery_app import app
 
 log = logging.getLogger("dmask.retention")
 
-TASK_NAME = "dmask.retention.enforce"
-
-
-def beat_schedule(interval_s: float) -> dict[str, dict[str, Any]]:
-    """The celery beat entry; ``expires`` drops a run that waited longer than one interval."""
-    return {
-        "dmask-retention": {
-            "task": TASK_NAME,
-            "schedule": interval_s,
-            "options": {"expires": interval_s},
-        }
-    }
-
-
-BEAT_SCHEDULE = beat_schedule(RetentionSettings().retention_interval_s)
+__all__ = ["BEAT_SCHEDULE", "TASK_NAME", "beat_schedule", "enforce_retention", "enforce_retention_task"]
 
 
 @dataclass
@@ -253,3 +240,23 @@ def run_retention(settings: Settings, now: datetime | None = None) -> RetentionR
 @app.task(name=TASK_NAME, ignore_result=True, acks_late=True)
 def enforce_retention_task() -> dict[str, Any]:
     return run_retention(get_settings()).as_dict()
+
+
+def beat_main(settings: Settings) -> int:
+    """``dmask beat``: celery beat with the retention schedule (run exactly one per deployment; the
+    schedule file lives in DMASK_HOME)."""
+    from services.retention.policy import RetentionSettings
+
+    interval = RetentionSettings().retention_interval_s
+    app.conf.beat_schedule = {**(app.conf.beat_schedule or {}), **beat_schedule(interval)}
+    settings.home.mkdir(parents=True, exist_ok=True)
+    app.start(
+        [
+            "beat",
+            "--schedule",
+            str(settings.home / "celerybeat-schedule"),
+            "--loglevel",
+            settings.log_level.upper(),
+        ]
+    )
+    return 0

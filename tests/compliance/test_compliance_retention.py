@@ -254,7 +254,7 @@ def celery_procs(env: Env, tmp_path: Path) -> Iterator[Callable[[str], subproces
     s = env.settings
     penv.update(
         {
-            "DMASK_HOME": str(s.home),
+            "DMASK_HOME": str(tmp_path / "home"),
             "DMASK_DATABASE_URL": s.sqlalchemy_url,
             "DMASK_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{db}",
             "DMASK_QUEUE_NAME": f"retention-{uuid.uuid4().hex[:6]}",
@@ -271,6 +271,7 @@ def celery_procs(env: Env, tmp_path: Path) -> Iterator[Callable[[str], subproces
             "DMASK_ARTIFACT_RETENTION_DAYS_BY_KIND": '{"video": 365}',
             "DMASK_ORIGINAL_RETENTION_DAYS": "none",
             "DMASK_WORKER_HEARTBEAT_FILE": str(tmp_path / "hb"),
+            "DMASK_RETENTION_INTERVAL_S": "1",
         }
     )
 
@@ -306,10 +307,9 @@ app.worker_main(["worker", "-Q", get_settings().queue_name, "--pool", "solo", "-
                  "-n", "retention-test@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"])
 """
 BEAT = """
-import sys
-from workers.retention import app, beat_schedule
-app.conf.beat_schedule = beat_schedule(1.0)
-app.start(["beat", "--schedule", sys.argv[0] + ".beat", "--loglevel", "INFO"])
+from services.settings import get_settings
+from workers.retention import beat_main
+beat_main(get_settings())
 """
 
 
@@ -329,7 +329,7 @@ def test_celery_beat_runs_the_retention_task(
     record, held = f"MRN-B{uuid.uuid4().hex[:8]}", f"MRN-BH{uuid.uuid4().hex[:8]}"
     hold(env, held)
     due, kept = seed(env, record, LONG_AGO), seed(env, held, LONG_AGO)
-    celery_procs(BEAT.replace("sys.argv[0]", repr(str(tmp_path / "celerybeat"))))
+    celery_procs(BEAT)
 
     def deleted() -> list[AuditEvent]:
         return events(env, action="artifact.expire", artifact_id=str(due.artifact_id))
