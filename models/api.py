@@ -98,6 +98,8 @@ _SUFFIX_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEB
 def _mask_photo(model: DigitalMask, src: Path, dst: Path, default_format: str, max_pixels: int) -> MaskResult:
     rgb = read_photo(src, max_pixels=max_pixels)
     seq = model.analyse([rgb])
+    if seq.frames_blanked:
+        raise MaskingError("a face was detected but could not be landmarked confidently enough to mask")
     if not seq.tracks:
         raise MaskingError("no face was found in the photo")
     out = model.render(seq, 0)

@@ -8,6 +8,7 @@ anything of the input but the motion and measurements we chose to carry.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from models.avatar import drive_eyes, eye_plate_coords, posed_vertices
-from models.compose import PosedFace, render_faces
+from models.compose import Appearance, PosedFace, render_faces
 from models.eyes import EyeState
 from models.metrics import build_metrics
 from models.perception import FacePerception
@@ -38,6 +39,7 @@ class MaskedSequence:
     tracks: list[TrackReconstruction]
     patient: TrackReconstruction | None
     fps: float | None
+    appearance: Appearance
 
     @property
     def n_frames(self) -> int:
@@ -57,14 +59,22 @@ class DigitalMask:
     """The masking model, loaded once per process (weights, template, device)."""
 
     def __init__(
-        self, device: str | torch.device = "cpu", batch_size: int = 8, detector: str = "full"
+        self,
+        device: str | torch.device = "cpu",
+        batch_size: int = 8,
+        detector: str = "full",
+        appearance_seed: int | None = None,
     ) -> None:
+        """``appearance_seed`` fixes the per-sequence rendering nuisances (tests, reproducible runs);
+        by default each photo or video gets a fresh draw from the OS's random source."""
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.perception = FacePerception(device=self.device, detector=detector)  # type: ignore[arg-type]
         self.tracker = FaceTracker(self.perception, batch_size=batch_size)
         self.last_metrics: dict[str, Any] | None = None
         self.last_blanked = 0
+        seed = appearance_seed if appearance_seed is not None else secrets.randbits(128)
+        self._rng = np.random.default_rng(seed)
 
     def analyse(
         self,
@@ -76,7 +86,8 @@ class DigitalMask:
         analysis = self.tracker.analyse(frames, progress)
         recs = [reconstruct(t, self.device) for t in analysis.tracks]
         patient = max(recs, key=lambda r: (len(r.frames), r.face_size), default=None)
-        return MaskedSequence(analysis=analysis, tracks=recs, patient=patient, fps=fps)
+        look = Appearance.random(self._rng)
+        return MaskedSequence(analysis=analysis, tracks=recs, patient=patient, fps=fps, appearance=look)
 
     def render(self, seq: MaskedSequence, index: int) -> np.ndarray:
         """Output frame ``index``: template faces on a plain background, or a black frame when a face
@@ -90,7 +101,7 @@ class DigitalMask:
             if pos >= len(rec.frames) or rec.frames[pos] != index:
                 continue
             faces.append(self._pose_face(rec, pos))
-        return render_faces(faces, a.height, a.width, self.device)
+        return render_faces(faces, a.height, a.width, self.device, seq.appearance)
 
     def _pose_face(self, rec: TrackReconstruction, pos: int) -> PosedFace:
         e = rec.eyes
