@@ -22,12 +22,16 @@ from services.artifacts.routes import router as artifacts_router
 from services.audit.routes import router as audit_router
 from services.auth.deps import RateLimiter
 from services.auth.routes import router as auth_router
+from services.fhir.routes import router as fhir_router
 from services.health import router as health_router
 from services.jobs.dispatch import get_dispatcher
 from services.jobs.routes import router as jobs_router
 from services.media.routes import router as media_router
 from services.metrics import HTTP_LATENCY, HTTP_REQUESTS, JobTableCollector
+from services.reports.routes import router as reports_router
+from services.retention.routes import router as retention_router
 from services.settings import Settings, get_settings
+from services.web.routes import router as web_router
 
 log = logging.getLogger("dmask.api")
 access_log = logging.getLogger("dmask.access")
@@ -135,4 +139,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(artifacts_router)
     app.include_router(audit_router)
     app.include_router(auth_router)
+    app.include_router(fhir_router)
+    app.include_router(reports_router)
+    app.include_router(retention_router)
+    app.include_router(web_router)
     return app

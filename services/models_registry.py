@@ -8,4 +8,5 @@ def import_all_models() -> None:
     import services.audit.models
     import services.auth.models
     import services.jobs.models
-    import services.media.models  # noqa: F401
+    import services.media.models
+    import services.retention.models  # noqa: F401
