@@ -11,13 +11,12 @@ import pytest
 from PIL import Image
 
 from models.api import MaskingError, mask_file
-from models.avatar import BACKGROUND
-from models.pipeline import DigitalMask
+from models.pipeline import DigitalMask, MaskedSequence
 from models.tracking import FaceTracker
 
 
-def _background() -> np.ndarray:
-    return (np.array(BACKGROUND) * 255 + 0.5).astype(np.uint8)
+def _background(seq: MaskedSequence) -> np.ndarray:
+    return (np.array(seq.appearance.background) * 255 + 0.5).astype(np.uint8)
 
 
 def test_a_masked_photo_keeps_its_size_and_shows_only_background_and_template(
@@ -29,8 +28,9 @@ def test_a_masked_photo_keeps_its_size_and_shows_only_background_and_template(
     assert out.shape == rgb.shape
     assert len(seq.tracks) == 1 and seq.frames_blanked == 0
     # outside the face the picture is the plain background: no hair, clothes or room survive
-    assert (out[:20, :20] == _background()).all() and (out[-20:, -20:] == _background()).all()
-    face = (out != _background()).any(axis=2)
+    bg = _background(seq)
+    assert (out[:20, :20] == bg).all() and (out[-20:, -20:] == bg).all()
+    face = (out != bg).any(axis=2)
     assert 0.1 < face.mean() < 0.6
 
 
@@ -40,9 +40,10 @@ def test_no_input_pixel_outside_the_face_reaches_the_output(
     rgb = load_photo("faces/barack_obama/1.jpg")
     altered = rgb.copy()
     altered[:, :80] = 255 - altered[:, :80]  # a loud change far from the face
-    a = model.render(model.analyse([rgb]), 0)
-    b = model.render(model.analyse([altered]), 0)
-    assert (a[:, :80] == _background()).all() and (b[:, :80] == _background()).all()
+    seq_a, seq_b = model.analyse([rgb]), model.analyse([altered])
+    seq_b.appearance = seq_a.appearance
+    a, b = model.render(seq_a, 0), model.render(seq_b, 0)
+    assert (a[:, :80] == _background(seq_a)).all() and (b[:, :80] == _background(seq_b)).all()
     # the face itself moves by at most landmark noise: a few percent of its pixels
     assert (np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 12).mean() < 0.03
 
@@ -59,6 +60,7 @@ def test_two_different_people_in_the_same_pose_get_the_same_face(
     b.eyes = a.eyes
     assert np.abs(a.expression).max() == 0.0 and np.abs(b.expression).max() == 0.0
     second.analysis.height, second.analysis.width = first.analysis.height, first.analysis.width
+    second.appearance = first.appearance
     assert np.array_equal(model.render(first, 0), model.render(second, 0))
 
 
@@ -128,3 +130,16 @@ def test_the_masked_face_is_still_a_face_to_a_face_detector_and_landmarker(
     a, b = seq.tracks[0], again.tracks[0]
     # the pose read back from the mask is the patient's pose
     assert np.abs(a.angles[0] - b.angles[0]).max() < 8.0
+
+
+def test_two_masks_of_the_same_photo_share_no_appearance(
+    model: DigitalMask, load_photo: Callable[[str], np.ndarray]
+) -> None:
+    """Mask2Mask: rendering nuisances are drawn afresh per photo, so repeated masks of one person do
+    not look alike beyond pose and eyes (skin tone, light and background differ)."""
+    rgb = load_photo("faces/barack_obama/1.jpg")
+    first, second = model.analyse([rgb]), model.analyse([rgb])
+    assert first.appearance != second.appearance
+    a, b = model.render(first, 0), model.render(second, 0)
+    face = (a != _background(first)).any(axis=2) & (b != _background(second)).any(axis=2)
+    assert np.abs(a[face].astype(int) - b[face].astype(int)).mean() > 5
