@@ -6,6 +6,7 @@
     dmask keys list | dmask keys revoke KEY_ID
     dmask db upgrade                       apply database migrations
     dmask audit verify                     check the audit hash chain (exit 1 if broken)
+    dmask storage sweep [--grace-s S]      delete orphaned objects (audited), print a JSON report
     dmask mask ... / dmask landmarks ...   model tools (see models/)
 
 Model commands are imported only when used, so the service starts without loading torch.
@@ -176,6 +177,16 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if result.ok else 1
 
 
+def cmd_storage(args: argparse.Namespace, settings: Settings) -> int:
+    from services.storage import get_store
+    from services.storage.sweeper import sweep_orphans
+
+    _ensure_schema(settings)
+    report = sweep_orphans(settings, get_store(settings), grace_s=args.grace_s, limit=args.limit)
+    print(json.dumps(report.as_dict(), sort_keys=True))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dmask", description="DigitalMask face-privacy ingestion service")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -213,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     asub = a.add_subparsers(dest="audit_cmd", required=True)
     asub.add_parser("verify", help="verify the hash chain online")
     a.set_defaults(fn=cmd_audit)
+
+    st = sub.add_parser("storage", help="object storage maintenance")
+    stsub = st.add_subparsers(dest="storage_cmd", required=True)
+    sw = stsub.add_parser(
+        "sweep", help="delete objects no database row accounts for (audited), print a JSON report"
+    )
+    sw.add_argument(
+        "--grace-s", type=float, default=None, help="leave younger objects alone (default: orphan_grace_s)"
+    )
+    sw.add_argument("--limit", type=int, default=10_000, help="most deletions per bucket")
+    st.set_defaults(fn=cmd_storage)
 
     for name in DELEGATED:
         sub.add_parser(name, help=f"model tool: dmask {name} --help", add_help=False)

@@ -85,10 +85,23 @@ def get_engine(settings: Settings | None = None) -> Engine:
         if engine is None:
             if url.startswith("sqlite"):
                 settings.home.mkdir(parents=True, exist_ok=True)
-                engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+                engine = create_engine(
+                    url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+                )
                 _configure_sqlite(engine)
             else:
-                engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+                # hide_parameters: a failed statement's message would otherwise carry its bound
+                # values (record IDs) into logs. connect_timeout: a database that does not answer
+                # fails a request in seconds (503) instead of hanging it.
+                engine = create_engine(
+                    url,
+                    pool_pre_ping=True,
+                    pool_size=10,
+                    max_overflow=20,
+                    pool_timeout=10,
+                    hide_parameters=True,
+                    connect_args={"connect_timeout": 5},
+                )
             _engines[url] = engine
         return engine
 
@@ -115,6 +128,16 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def is_database_outage(exc: BaseException) -> bool:
+    """Connection-level database failures (server down or restarting, connection dropped, pool
+    exhausted): the same work may succeed if retried. Integrity and programming errors are not."""
+    from sqlalchemy import exc as sa_exc
+
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError | sa_exc.TimeoutError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
 def dispose_engines() -> None:

@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.logsafe import exc_summary
+
 log = logging.getLogger("dmask.api")
 
 PROBLEM_JSON = "application/problem+json"
@@ -98,14 +100,70 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error (request %s)", getattr(request.state, "request_id", "-"))
+    log.error("unhandled error (request %s): %s", getattr(request.state, "request_id", "-"), exc_summary(exc))
     return problem_response(request, Problem(500, "Internal error; quote the request_id to support."))
 
 
+#: Seconds a client should wait before retrying while a dependency is down (database restarts and
+#: fail-overs take seconds; object-store restarts a little longer).
+DATABASE_RETRY_AFTER_S = 5
+STORAGE_RETRY_AFTER_S = 10
+
+
+def database_unavailable() -> Problem:
+    return Problem(
+        503,
+        "The database is unavailable; retry later.",
+        slug="database-unavailable",
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
+def storage_unavailable() -> Problem:
+    return Problem(
+        503,
+        "Object storage is unavailable; retry later.",
+        slug="storage-unavailable",
+        headers={"Retry-After": str(STORAGE_RETRY_AFTER_S)},
+    )
+
+
+async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A database outage answers 503 + Retry-After, never 500: the client retries (with the same
+    Idempotency-Key for uploads) and nothing it sent was acknowledged."""
+    from services.db import is_database_outage
+
+    if not is_database_outage(exc):
+        return await _unhandled_handler(request, exc)
+    log.warning(
+        "database unavailable (request %s): %s",
+        getattr(request.state, "request_id", "-"),
+        type(exc).__name__,
+    )
+    return problem_response(request, database_unavailable())
+
+
+async def _storage_handler(request: Request, exc: Exception) -> JSONResponse:
+    from services.storage import ObjectNotFound
+
+    if isinstance(exc, ObjectNotFound):
+        return await _unhandled_handler(request, exc)
+    log.warning("object store unavailable (request %s): %s", getattr(request.state, "request_id", "-"), exc)
+    return problem_response(request, storage_unavailable())
+
+
 def install(app: FastAPI) -> None:
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from services.storage import StoreError
+
     app.add_exception_handler(Problem, _problem_handler)
     app.add_exception_handler(StarletteHTTPException, _http_handler)
     app.add_exception_handler(RequestValidationError, _validation_handler)
+    for outage in (OperationalError, InterfaceError, DBAPIError, PoolTimeout):
+        app.add_exception_handler(outage, _database_handler)
+    app.add_exception_handler(StoreError, _storage_handler)
     app.add_exception_handler(Exception, _unhandled_handler)
 
 

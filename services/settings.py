@@ -68,6 +68,32 @@ class Settings(BaseSettings):
         "a broker restart is detected at once and resends everything queued.",
     )
     embedded_poll_s: float = Field(default=1.0, gt=0, description="In-process worker: idle poll interval.")
+    worker_shutdown_timeout_s: float | None = Field(
+        default=None,
+        ge=0,
+        description="On SIGTERM a worker stops taking jobs and lets the running one finish for this many "
+        "seconds; past it the job is put back in the queue (not counted as a delivery) for another worker. "
+        "Unset: the running job always finishes (keep the orchestrator's grace period above the longest "
+        "job). Set it below the grace period.",
+    )
+    infra_retry_delay_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A job interrupted because the database or object store was unreachable goes back "
+        "to the queue (not counted as a delivery) and is re-sent after this many seconds.",
+    )
+    orphan_grace_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="The orphan sweeper leaves objects and unfinished uploads younger than this alone "
+        "(an upload or a job may still be about to record them).",
+    )
+    orphan_sweep_interval_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="Seconds between orphan sweeps by the reconciler (0: never; `dmask storage sweep` "
+        "runs one by hand).",
+    )
 
     # --- object storage -------------------------------------------------------------------------
     s3_endpoint: str | None = Field(

@@ -15,6 +15,8 @@ The parent process of the prefork pool never imports torch; the model loads lazi
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from typing import Any
 
@@ -88,6 +90,84 @@ def _child_init(**_: Any) -> None:
     from services.db import dispose_engines
 
     dispose_engines()
+    install_child_signal_handlers()
+
+
+# --- shutdown ---------------------------------------------------------------------------------
+#
+# SIGTERM (a deploy, a node drain) starts Celery's warm shutdown in the parent: no new job is taken
+# and the running one may finish. Celery itself waits for it without limit, and a pool child that
+# gets SIGTERM itself (``docker stop`` through ``tini -g``, ``kill`` of the process group) would
+# die on the spot, leaving its job "running" until the lease expires and charging it a delivery.
+# So, with ``worker_shutdown_timeout_s`` set:
+#   * the child ignores SIGTERM while it runs a job (an idle child still exits at once);
+#   * the running job gets ``worker_shutdown_timeout_s`` to finish;
+#   * past it (the parent's timer sends RELEASE_SIGNAL to its children) the job is handed back to
+#     the queue at its next progress report, without counting a delivery, and re-sent to the
+#     broker for another worker; the task then returns, is acked, and the worker exits.
+# Unset, the running job always finishes (the orchestrator's grace period must cover it).
+
+RELEASE_SIGNAL = signal.SIGUSR2
+
+
+def install_child_signal_handlers() -> None:
+    """Take over SIGTERM and RELEASE_SIGNAL in a pool child. Called by the task itself on every
+    run (cheap): billiard resets the termination signals to its own exit handler *after* the
+    ``worker_process_init`` hooks, so a handler installed there would not survive."""
+    if signal.getsignal(signal.SIGTERM) is not _child_sigterm:
+        signal.signal(signal.SIGTERM, _child_sigterm)
+    if signal.getsignal(RELEASE_SIGNAL) is not _child_release:
+        signal.signal(RELEASE_SIGNAL, _child_release)
+
+
+def _child_sigterm(signum: int, frame: Any) -> None:
+    from workers.runner import SHUTDOWN
+
+    if not SHUTDOWN.busy:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    SHUTDOWN.request(get_settings().worker_shutdown_timeout_s)
+
+
+def _child_release(signum: int, frame: Any) -> None:
+    from workers.runner import SHUTDOWN
+
+    SHUTDOWN.request(0.0)
+
+
+def _pool_children() -> list[int]:
+    pid = os.getpid()
+    pids: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as fh:
+                pids.extend(int(p) for p in fh.read().split())
+    except OSError:
+        from billiard.process import active_children
+
+        pids = [int(p.pid) for p in active_children() if p.pid]
+    return pids
+
+
+def _release_running_jobs() -> None:
+    for child in _pool_children():
+        try:
+            os.kill(child, RELEASE_SIGNAL)
+        except ProcessLookupError:
+            continue
+    log.warning("shutdown timeout reached: running jobs are handed back to the queue")
+
+
+@signals.worker_shutting_down.connect
+def _on_shutting_down(how: str = "", **_: Any) -> None:
+    """Parent process, warm shutdown started: arm the shutdown timeout."""
+    timeout = get_settings().worker_shutdown_timeout_s
+    if timeout is None or how != "Warm":
+        return
+    timer = threading.Timer(timeout, _release_running_jobs)
+    timer.daemon = True
+    timer.start()
 
 
 @signals.worker_ready.connect

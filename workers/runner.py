@@ -17,15 +17,19 @@ import os
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from services.jobs import service as jobs
 from services.jobs.models import JobStatus
+from services.logsafe import exc_summary
 from services.settings import Settings
-from services.storage import ObjectNotFound, ObjectStore, get_store, new_key
+from services.storage import ObjectNotFound, ObjectStore, StoreUnavailable, get_store, new_key
+
+T = TypeVar("T")
 
 log = logging.getLogger("dmask.worker")
 
@@ -50,6 +54,38 @@ def resolve_device(setting: str) -> str:
         return _device
 
 
+class ShutdownState:
+    """This process was asked to stop (SIGTERM). The running job may go on until ``deadline``
+    (monotonic seconds; None: until it finishes); past it the job is handed back to the queue at its
+    next progress report. Set from signal handlers, read by the lease keeper's progress hook."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.requested = False
+        self.deadline: float | None = None
+
+    def request(self, after_s: float | None) -> None:
+        self.requested = True
+        if after_s is not None:
+            due = time.monotonic() + after_s
+            self.deadline = due if self.deadline is None else min(self.deadline, due)
+
+    def due(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def reset(self) -> None:
+        self.busy = False
+        self.requested = False
+        self.deadline = None
+
+
+SHUTDOWN = ShutdownState()
+
+
+class ShutdownRequested(Exception):
+    """The worker is stopping and the job ran past the shutdown timeout: hand it back."""
+
+
 class PermanentFailure(Exception):
     """Input that will never mask (reason is safe to show to the client)."""
 
@@ -65,8 +101,11 @@ class LeaseLost(Exception):
 class LeaseKeeper:
     """Refreshes the job heartbeat every few seconds and forwards progress (throttled)."""
 
-    def __init__(self, settings: Settings, claimed: jobs.ClaimedJob) -> None:
+    def __init__(
+        self, settings: Settings, claimed: jobs.ClaimedJob, shutdown: ShutdownState | None = None
+    ) -> None:
         self.settings, self.claimed = settings, claimed
+        self.shutdown = shutdown or SHUTDOWN
         self.interval = max(0.5, min(5.0, settings.job_lease_s / 4))
         self._progress: float | None = None
         self._stop = threading.Event()
@@ -85,6 +124,8 @@ class LeaseKeeper:
         self._progress = value
         if self.lost:
             raise LeaseLost()
+        if self.shutdown.due():
+            raise ShutdownRequested()
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
@@ -216,9 +257,67 @@ def _observe(kind: str, outcome: str, seconds: float) -> None:
     JOB_OUTCOMES.labels(kind=kind, outcome=outcome).inc()
 
 
-def run_job(settings: Settings, job_id: str, worker: str, store: ObjectStore | None = None) -> str | None:
-    """Run one job if it can be claimed. Returns the job's resulting status (None: not claimed)."""
-    claimed = jobs.claim(settings, job_id, worker)
+def is_outage(exc: BaseException) -> bool:
+    """The database or the object store could not be reached: nothing is wrong with the job."""
+    from services.db import is_database_outage
+
+    return isinstance(exc, StoreUnavailable) or is_database_outage(exc)
+
+
+def retry_db(settings: Settings, what: str, fn: Callable[[], T]) -> T:
+    """Run a job-state transition, retrying through a database outage for most of a lease (a
+    PostgreSQL restart or fail-over takes seconds). Past that the lease expires anyway and the
+    reconciler takes over, so the last error is raised."""
+    from services.db import is_database_outage
+
+    deadline = time.monotonic() + max(1.0, settings.job_lease_s * 0.8)
+    delay = 0.25
+    while True:
+        try:
+            return fn()
+        except Exception as exc:
+            if not is_database_outage(exc) or time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable during %s, retrying: %s", what, type(exc).__name__)
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+def _send(settings: Settings, job_id: str, countdown: float | None = None) -> None:
+    from services.jobs.dispatch import get_dispatcher
+
+    try:
+        get_dispatcher(settings).enqueue([job_id], countdown=countdown)
+    except Exception as exc:  # the reconciler re-sends queued jobs whose message was lost
+        log.warning("could not re-send job %s: %s", job_id, type(exc).__name__)
+
+
+def run_job(
+    settings: Settings,
+    job_id: str,
+    worker: str,
+    store: ObjectStore | None = None,
+    shutdown: ShutdownState | None = None,
+) -> str | None:
+    """Run one job if it can be claimed. Returns the job's resulting status (None: not claimed).
+    ``shutdown`` is the stop request this run obeys (default: the process's, set by signals).
+
+    Outcomes: succeeded (one artifact); failed (bad input, or deliveries used up); queued again,
+    either counted as a delivery (an internal error) or not (``release``: the database or object
+    store was down, or this worker is shutting down); or None (the claim was lost: someone else
+    owns the job now and whatever this run uploaded is deleted)."""
+    from services.db import is_database_outage
+
+    try:
+        claimed = jobs.claim(settings, job_id, worker)
+    except Exception as exc:
+        if not is_database_outage(exc):
+            raise
+        # Nothing was claimed; without this the message would be acked and the job would wait
+        # for the reconciler's requeue_after_s.
+        log.warning("job %s: database unavailable at claim, re-sent later: %s", job_id, type(exc).__name__)
+        _send(settings, job_id, countdown=settings.infra_retry_delay_s)
+        return None
     if claimed is None:
         log.info("job %s not claimable (already taken, done or failed): skipping", job_id)
         return None
@@ -226,8 +325,13 @@ def run_job(settings: Settings, job_id: str, worker: str, store: ObjectStore | N
     started = time.monotonic()
     uploaded: list[str] = []
     status: str | None
+    shutdown = shutdown or SHUTDOWN
+    shutdown.busy = True
     try:
-        with tempfile.TemporaryDirectory(prefix="dmask-job-") as tmp, LeaseKeeper(settings, claimed) as lease:
+        with (
+            tempfile.TemporaryDirectory(prefix="dmask-job-") as tmp,
+            LeaseKeeper(settings, claimed, shutdown) as lease,
+        ):
             workdir = Path(tmp)
             if claimed.original_key is None:
                 raise PermanentFailure("the original is no longer stored")
@@ -240,27 +344,26 @@ def run_job(settings: Settings, job_id: str, worker: str, store: ObjectStore | N
             if lease.lost:
                 raise LeaseLost()
             art_key, metrics_key = new_key(), new_key()
+            uploaded.append(art_key)  # before the put: a put that fails half-way is cleaned up too
             store.put_file("artifacts", art_key, out.path, content_type=out.mime_type)
-            uploaded.append(art_key)
             metrics_path = workdir / "metrics.json"
             metrics_path.write_text(json.dumps(out.metrics, sort_keys=True, default=str))
-            store.put_file("artifacts", metrics_key, metrics_path, content_type="application/json")
             uploaded.append(metrics_key)
-            artifact_id = jobs.complete(
-                settings,
-                claimed,
-                jobs.ArtifactData(
-                    kind=out.kind,
-                    mime_type=out.mime_type,
-                    object_key=art_key,
-                    metrics_key=metrics_key,
-                    size_bytes=out.path.stat().st_size,
-                    sha256=_sha256(out.path),
-                    frames_total=out.frames_total,
-                    frames_blanked=out.frames_blanked,
-                    model_version=out.model_version,
-                ),
-                worker,
+            store.put_file("artifacts", metrics_key, metrics_path, content_type="application/json")
+            data = jobs.ArtifactData(
+                kind=out.kind,
+                mime_type=out.mime_type,
+                object_key=art_key,
+                metrics_key=metrics_key,
+                size_bytes=out.path.stat().st_size,
+                sha256=_sha256(out.path),
+                frames_total=out.frames_total,
+                frames_blanked=out.frames_blanked,
+                model_version=out.model_version,
+            )
+            new_id = str(uuid.uuid4())
+            artifact_id = retry_db(
+                settings, "complete", lambda: jobs.complete(settings, claimed, data, worker, new_id)
             )
             if artifact_id is None:
                 raise LeaseLost()
@@ -269,30 +372,60 @@ def run_job(settings: Settings, job_id: str, worker: str, store: ObjectStore | N
         _observe(claimed.kind, "succeeded", time.monotonic() - started)
         log.info("job %s succeeded in %.1fs", job_id, time.monotonic() - started)
         if settings.delete_originals:
-            jobs.delete_original(settings, store, claimed.media_id, worker)
+            try:
+                jobs.delete_original(settings, store, claimed.media_id, worker)
+            except Exception as exc:  # the sweeper deletes originals of succeeded jobs later
+                log.warning("job %s: original not deleted yet: %s", job_id, type(exc).__name__)
     except LeaseLost:
         log.warning("job %s: lease lost, result discarded", job_id)
         status = None
+    except ShutdownRequested:
+        log.warning("job %s: worker shutting down, job handed back to the queue", job_id)
+        status = _release(settings, claimed, "worker shutting down", worker, countdown=None)
     except PermanentFailure as exc:
-        status = jobs.fail(settings, claimed, exc.reason, permanent=True, worker=worker)
+        why = exc.reason
+        status = retry_db(
+            settings, "fail", lambda: jobs.fail(settings, claimed, why, permanent=True, worker=worker)
+        )
         _observe(claimed.kind, "failed", time.monotonic() - started)
     except Exception as exc:
-        log.exception("job %s: internal error", job_id)
-        status = jobs.fail(
-            settings, claimed, f"internal error ({type(exc).__name__})", permanent=False, worker=worker
-        )
-        _observe(claimed.kind, "error", time.monotonic() - started)
-        if status == JobStatus.queued:
-            from services.jobs.dispatch import get_dispatcher
-
-            get_dispatcher(settings).enqueue([job_id])
+        if is_outage(exc):
+            log.warning("job %s: dependency unavailable, job handed back: %s", job_id, type(exc).__name__)
+            status = _release(
+                settings,
+                claimed,
+                f"dependency unavailable ({type(exc).__name__})",
+                worker,
+                countdown=settings.infra_retry_delay_s,
+            )
+            _observe(claimed.kind, "released", time.monotonic() - started)
+        else:
+            log.error("job %s: internal error: %s", job_id, exc_summary(exc))
+            reason = f"internal error ({type(exc).__name__})"
+            status = retry_db(
+                settings, "fail", lambda: jobs.fail(settings, claimed, reason, permanent=False, worker=worker)
+            )
+            _observe(claimed.kind, "error", time.monotonic() - started)
+            if status == JobStatus.queued:
+                _send(settings, job_id)
     finally:
+        shutdown.busy = False
         for key in uploaded:
             try:
                 store.delete("artifacts", key)
-            except Exception:
-                log.warning("could not remove orphaned artifact object")
+            except Exception as exc:  # e.g. the store is down: the orphan sweeper removes it later
+                log.warning("could not remove an unrecorded artifact object: %s", type(exc).__name__)
     return status
+
+
+def _release(
+    settings: Settings, claimed: jobs.ClaimedJob, reason: str, worker: str, countdown: float | None
+) -> str | None:
+    released = retry_db(settings, "release", lambda: jobs.release(settings, claimed, reason, worker=worker))
+    if not released:
+        return None
+    _send(settings, claimed.job_id, countdown=countdown)
+    return JobStatus.queued
 
 
 def worker_name() -> str:

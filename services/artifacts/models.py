@@ -21,8 +21,8 @@ class Artifact(Base):
     client_id: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(16))
     mime_type: Mapped[str] = mapped_column(String(100))
-    object_key: Mapped[str] = mapped_column(String(128))
-    metrics_key: Mapped[str] = mapped_column(String(128))
+    object_key: Mapped[str] = mapped_column(String(128), index=True)  # indexed for the orphan sweeper
+    metrics_key: Mapped[str] = mapped_column(String(128), index=True)
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
     frames_total: Mapped[int] = mapped_column(Integer, default=0)

@@ -19,8 +19,9 @@ EPOCH_KEY = "dmask:broker-epoch"
 
 
 class Dispatcher(Protocol):
-    def enqueue(self, job_ids: list[str]) -> int:
-        """Send the ids; returns how many were handed over."""
+    def enqueue(self, job_ids: list[str], countdown: float | None = None) -> int:
+        """Send the ids (to be run no sooner than ``countdown`` seconds from now); returns how many
+        were handed over."""
 
     def broker_lost_state(self) -> bool:
         """True once after the broker lost its queues (restart without persistence)."""
@@ -32,8 +33,9 @@ class LocalDispatcher:
     def __init__(self) -> None:
         self.wakeup = threading.Event()
 
-    def enqueue(self, job_ids: list[str]) -> int:
-        self.wakeup.set()
+    def enqueue(self, job_ids: list[str], countdown: float | None = None) -> int:
+        if not countdown:  # a delayed job is found by the worker's next poll after its back-off
+            self.wakeup.set()
         return len(job_ids)
 
     def broker_lost_state(self) -> bool:
@@ -47,7 +49,7 @@ class CeleryDispatcher:
         self.settings = settings
         self.app = make_celery(settings)
 
-    def enqueue(self, job_ids: list[str]) -> int:
+    def enqueue(self, job_ids: list[str], countdown: float | None = None) -> int:
         sent = 0
         for job_id in job_ids:
             try:
@@ -55,6 +57,7 @@ class CeleryDispatcher:
                     TASK_NAME,
                     args=[job_id],
                     queue=self.settings.queue_name,
+                    countdown=countdown or None,
                     retry=True,
                     retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
                 )

@@ -126,10 +126,21 @@ class ArtifactData:
     model_version: str
 
 
-def complete(settings: Settings, claimed: ClaimedJob, data: ArtifactData, worker: str) -> str | None:
+def complete(
+    settings: Settings,
+    claimed: ClaimedJob,
+    data: ArtifactData,
+    worker: str,
+    artifact_id: str | None = None,
+) -> str | None:
     """running -> succeeded, recording the artifact in the same transaction. Returns the artifact id,
-    or None if the claim was lost (the caller then deletes the objects it uploaded)."""
-    artifact_id = str(uuid.uuid4())
+    or None if the claim was lost (the caller then deletes the objects it uploaded).
+
+    Idempotent for one ``artifact_id``: when the connection dropped after the COMMIT reached the
+    server, the caller's retry finds its own artifact recorded and gets the id back, instead of
+    taking the already-succeeded job for a lost claim and deleting the objects the artifact row
+    points to."""
+    artifact_id = artifact_id or str(uuid.uuid4())
     now = utcnow()
     try:
         with session_scope(settings) as session:
@@ -150,7 +161,10 @@ def complete(settings: Settings, claimed: ClaimedJob, data: ArtifactData, worker
                 )
             )
             if _rows(res) != 1:
-                return None
+                done = session.get(Job, claimed.job_id)
+                if done is None or done.status != JobStatus.succeeded or done.artifact_id != artifact_id:
+                    return None
+                return artifact_id
             session.add(
                 Artifact(
                     id=artifact_id,
@@ -245,6 +259,39 @@ def fail(settings: Settings, claimed: ClaimedJob, reason: str, *, permanent: boo
             detail={"reason": reason, "deliveries": job.deliveries},
         )
         return JobStatus.queued
+
+
+def release(settings: Settings, claimed: ClaimedJob, reason: str, *, worker: str) -> bool:
+    """running -> queued without counting the delivery: the job did not fail, its worker could not
+    finish it (the database or object store was unreachable, or the worker is shutting down). A
+    dependency outage must not dead-letter every job that happened to be running. Returns False if
+    the claim was lost."""
+    with session_scope(settings) as session:
+        res = session.execute(
+            update(Job)
+            .where(
+                Job.id == claimed.job_id, Job.claim_token == claimed.token, Job.status == JobStatus.running
+            )
+            .values(
+                status=JobStatus.queued,
+                claim_token=None,
+                enqueued_at=utcnow(),
+                progress=0.0,
+                deliveries=Job.deliveries - 1,
+            )
+        )
+        if _rows(res) != 1:
+            return False
+        audit.append(
+            session,
+            _ctx(worker),
+            "job.released",
+            record_id=claimed.record_id,
+            media_id=claimed.media_id,
+            job_id=claimed.job_id,
+            detail={"reason": reason[:500], "worker": worker[:200]},
+        )
+    return True
 
 
 def recover_stale(settings: Settings, worker: str = "reconciler") -> list[str]:

@@ -22,7 +22,8 @@ class Media(Base):
     mime_type: Mapped[str] = mapped_column(String(100))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     sha256: Mapped[str] = mapped_column(String(64))
-    original_key: Mapped[str | None] = mapped_column(String(128), default=None)  # None once deleted
+    # None once deleted; indexed for the orphan sweeper
+    original_key: Mapped[str | None] = mapped_column(String(128), default=None, index=True)
     original_deleted_at: Mapped[datetime | None] = mapped_column(default=None)
     meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), default=None)

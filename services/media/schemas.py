@@ -2,10 +2,33 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+#: Characters refused in free text. Control characters other than tab and line breaks (NUL among
+#: them: PostgreSQL text cannot hold it, C strings end at it); invisible characters that make text
+#: display differently from what it is, i.e. bidirectional embeddings, overrides and isolates (the
+#: "Trojan Source" trick: a description that reads one way in a viewer and another in the data),
+#: zero-width space, word joiner, invisible operators, BOM, interlinear annotations; and lone
+#: surrogates (not encodable as UTF-8: they used to fail deep in the database driver). Allowed on
+#: purpose: ZWNJ/ZWJ (U+200C/U+200D, needed by Persian and Indic scripts and emoji sequences) and the
+#: LRM/RLM marks (U+200E/U+200F, which only direct neutral characters inside right-to-left text).
+FORBIDDEN_TEXT = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u2028\u2029\u202a-\u202e"
+    "\u2060-\u2064\u2066-\u2069\ufeff\ufff9-\ufffb\ud800-\udfff]"
+)
+
+
+def clean_text(value: str) -> str:
+    """NFC-normalised ``value``; ValueError (without echoing it: it can be PHI) if it holds a
+    refused character."""
+    if FORBIDDEN_TEXT.search(value):
+        raise ValueError("contains control, bidirectional-override or invisible characters")
+    return unicodedata.normalize("NFC", value)
 
 
 class MediaMetadata(BaseModel):
@@ -19,6 +42,11 @@ class MediaMetadata(BaseModel):
     laterality: Literal["OD", "OS", "OU"] | None = Field(
         default=None, description="Eye shown: OD right, OS left, OU both."
     )
+
+    @field_validator("description")
+    @classmethod
+    def _description_is_plain_text(cls, value: str | None) -> str | None:
+        return None if value is None else clean_text(value)
 
 
 class UploadAccepted(BaseModel):

@@ -37,7 +37,7 @@ from services.jobs.models import Job, JobStatus
 from services.media import inspect
 from services.media.models import Media
 from services.media.schemas import MediaMetadata
-from services.problems import Problem
+from services.problems import Problem, storage_unavailable
 from services.settings import Settings
 from services.storage import ObjectStore, StoreError, new_key
 
@@ -48,6 +48,9 @@ IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 DRAIN_LIMIT = 64 << 20  # read (and discard) up to this much after refusing, so clients see the answer
 META_LIMIT = 64 << 10
 PIPE_DEPTH = 32
+PART_HEADER_LIMIT = 8 << 10  # one multipart part header line (name + value)
+PART_HEADERS_MAX = 16  # header lines per part
+PARTS_MAX = 8  # parts per body: 'file', 'metadata' and a few ignored ones
 
 
 def validate_record_id(record_id: str) -> str:
@@ -172,8 +175,10 @@ class MultipartFile:
     """Streams the ``file`` part of a multipart/form-data body and collects the small ``metadata``
     part, without spooling anything to disk."""
 
-    def __init__(self, request: Request, state: BodyState, boundary: bytes) -> None:
+    def __init__(self, request: Request, state: BodyState, boundary: bytes, max_body: int) -> None:
         self.request, self.state = request, state
+        self.max_body = max_body
+        self.parts = 0
         self.metadata_raw: bytes | None = None
         self.file_parts = 0
         self._events: list[bytes] = []
@@ -196,18 +201,31 @@ class MultipartFile:
             },
         )
 
+    # Part headers are accumulated in memory, so they are capped (size, count, parts): a chunked
+    # body whose part header never ends would otherwise grow the API's memory without bound.
     def _part_begin(self) -> None:
         self._headers, self._name = {}, None
+        self.parts += 1
+        if self.parts > PARTS_MAX:
+            raise Problem(422, "Too many parts in the multipart body.", slug="bad-multipart")
 
     def _header_field(self, data: bytes, start: int, end: int) -> None:
         self._hfield += data[start:end]
+        self._check_header()
 
     def _header_value(self, data: bytes, start: int, end: int) -> None:
         self._hvalue += data[start:end]
+        self._check_header()
+
+    def _check_header(self) -> None:
+        if len(self._hfield) + len(self._hvalue) > PART_HEADER_LIMIT:
+            raise Problem(413, "A multipart part header is too large.", slug="multipart-header-too-large")
 
     def _header_end(self) -> None:
         self._headers[self._hfield.strip().lower()] = self._hvalue.strip()
         self._hfield, self._hvalue = b"", b""
+        if len(self._headers) > PART_HEADERS_MAX:
+            raise Problem(413, "A multipart part has too many headers.", slug="multipart-header-too-large")
 
     def _headers_finished(self) -> None:
         _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
@@ -242,6 +260,8 @@ class MultipartFile:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         async for raw in raw_body(self.request, self.state):
+            if self.state.raw_bytes > self.max_body:  # preamble, epilogue and ignored parts count too
+                raise Problem(413, "The multipart body exceeds the upload limit.", slug="upload-too-large")
             try:
                 self.parser.write(raw)
             except Problem:
@@ -347,9 +367,9 @@ async def receive(
         boundary = params.get(b"boundary")
         if not boundary:
             raise Problem(400, "multipart/form-data without a boundary.", slug="bad-multipart")
-        multipart = MultipartFile(request, state, boundary)
+        overhead = META_LIMIT * 2 + (64 << 10) + PARTS_MAX * PART_HEADERS_MAX * PART_HEADER_LIMIT
+        multipart = MultipartFile(request, state, boundary, settings.max_upload_bytes + overhead)
         source = multipart.chunks()
-        overhead = META_LIMIT * 2 + (64 << 10)
     else:
         source = raw_body(request, state)
 
@@ -420,26 +440,49 @@ async def receive(
             await loop.run_in_executor(executor, _probe_stored, settings, store, key, sniffed)
     except BaseException as exc:
         pipe.abort()
+        writer_error: BaseException | None = None
         if writer is not None:
-            with contextlib.suppress(BaseException):
+            try:
                 await writer
+            except BaseException as failed:
+                writer_error = failed
         if key is not None:
-            await loop.run_in_executor(executor, store.delete, "originals", key)
+            await loop.run_in_executor(executor, discard_original, store, key)
         if isinstance(exc, Problem | UploadAborted):
             with contextlib.suppress(Exception):
                 await drain(request, state)
         if isinstance(exc, inspect.ProbeError):
             raise Problem(422, str(exc), slug="unreadable-media") from None
-        if isinstance(exc, StoreError):
-            log.error("object store failed during upload: %s", exc)
+        # The store failing is noticed either by the writer thread (StoreError) or first by the
+        # body loop, whose hand-over to the dead writer fails (UploadAborted): both are an outage
+        # (503 + Retry-After), never a 500.
+        if isinstance(exc, StoreError) or (
+            isinstance(exc, UploadAborted) and isinstance(writer_error, StoreError)
+        ):
+            log.error(
+                "object store failed during upload: %s", exc if isinstance(exc, StoreError) else writer_error
+            )
+            raise storage_unavailable() from None
+        if isinstance(exc, UploadAborted) and not isinstance(writer_error, UploadAborted | None):
+            raise writer_error from exc  # the writer thread broke for another reason: a real 500
+        if isinstance(exc, UploadAborted):
+            # The client went away mid-body: nothing is kept; the answer is for the log and metrics
+            # (a 4xx, since nobody is left to read it and the server did nothing wrong).
             raise Problem(
-                503,
-                "Object storage is unavailable; retry later.",
-                slug="storage-unavailable",
-                headers={"Retry-After": "10"},
+                400, "The upload was interrupted before it was complete.", slug="upload-interrupted"
             ) from None
         raise
     return Received(key, size, hasher.hexdigest(), sniffed, meta, bytes(head))
+
+
+def discard_original(store: ObjectStore, key: str) -> None:
+    """Delete an original the upload will not keep. Never raises: when the store is down the
+    refusal must still go out (as 503, not as the delete's error), and the object or unfinished
+    multipart upload left behind is removed by the orphan sweeper once its grace period is over."""
+    try:
+        store.delete("originals", key)
+    except Exception as exc:
+        log.warning("refused upload's object left to the orphan sweeper: %s", type(exc).__name__)
 
 
 def _probe_stored(settings: Settings, store: ObjectStore, key: str, sniffed: inspect.Sniffed) -> None:
@@ -587,8 +630,8 @@ def audit_rejection(
                 record_id=record_id,
                 detail={"status": problem.status, "reason": problem.slug or "rejected"},
             )
-    except Exception:
-        log.exception("could not audit a rejected upload")
+    except Exception as exc:
+        log.error("could not audit a rejected upload: %s", type(exc).__name__)
 
 
 async def ingest(
@@ -638,7 +681,7 @@ async def ingest(
             except IntegrityError:
                 # Same Idempotency-Key raced us: keep theirs, drop ours.
                 session.rollback()
-                store.delete("originals", received.key)
+                discard_original(store, received.key)
                 if idem_key is None or find_idempotent(session, principal.client_id, idem_key) is None:
                     raise
                 acc = replay_or_conflict(
@@ -647,8 +690,11 @@ async def ingest(
                 session.commit()
                 return acc
             except BaseException:
-                session.rollback()
-                store.delete("originals", received.key)
+                # Database down (answered 503 by the app's handler): nothing was acknowledged, so
+                # the stored original goes too. A rollback on a dead connection must not hide that.
+                with contextlib.suppress(Exception):
+                    session.rollback()
+                discard_original(store, received.key)
                 raise
 
     return await run_in_threadpool(commit)

@@ -5,9 +5,27 @@ from __future__ import annotations
 import threading
 
 from services.settings import Settings, get_settings
-from services.storage.base import BucketName, ObjectNotFound, ObjectStore, StoreError, new_key
+from services.storage.base import (
+    BucketName,
+    ObjectNotFound,
+    ObjectStore,
+    StoredObject,
+    StoreError,
+    StoreUnavailable,
+    new_key,
+)
 
-__all__ = ["BucketName", "ObjectNotFound", "ObjectStore", "StoreError", "get_store", "make_store", "new_key"]
+__all__ = [
+    "BucketName",
+    "ObjectNotFound",
+    "ObjectStore",
+    "StoreError",
+    "StoreUnavailable",
+    "StoredObject",
+    "get_store",
+    "make_store",
+    "new_key",
+]
 
 _stores: dict[int, ObjectStore] = {}
 _lock = threading.Lock()

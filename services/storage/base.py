@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
@@ -19,8 +21,23 @@ class StoreError(Exception):
     """The store could not be reached or refused an operation."""
 
 
+class StoreUnavailable(StoreError):
+    """The store could not be reached at all (connection refused or reset, timeout): an outage, not
+    an answer about this object. Callers retry later instead of failing the work (the API answers
+    503 with Retry-After; a worker puts the job back without counting a delivery)."""
+
+
 class ObjectNotFound(StoreError):
     pass
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One listed object: what the orphan sweeper needs (key and age)."""
+
+    key: str
+    last_modified: datetime
+    size: int
 
 
 class Readable(Protocol):
@@ -62,6 +79,13 @@ class ObjectStore(Protocol):
 
     def list_keys(self, bucket: BucketName) -> list[str]:
         """Every key in the bucket (used by tests and admin checks; not on any request path)."""
+
+    def list_objects(self, bucket: BucketName) -> Iterator[StoredObject]:
+        """Every object with its last-modified time (the orphan sweeper; never on a request path)."""
+
+    def abort_stale_uploads(self, bucket: BucketName, older_than: datetime) -> list[str]:
+        """Abort unfinished writes (S3 multipart uploads, local temp files) started before
+        ``older_than``: what an API or store crash mid-upload leaves. Returns their keys."""
 
     def presign_get(
         self, bucket: BucketName, key: str, *, ttl_s: int, content_type: str, filename: str

@@ -11,10 +11,11 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from services.storage.base import BucketName, ObjectNotFound, Readable, StoreError
+from services.storage.base import BucketName, ObjectNotFound, Readable, StoredObject, StoreError
 
 CHUNK = 1 << 20
 
@@ -110,15 +111,36 @@ class LocalFolderStore:
         return self._path(bucket, key).is_file()
 
     def list_keys(self, bucket: BucketName) -> list[str]:
+        return sorted(o.key for o in self.list_objects(bucket))
+
+    def list_objects(self, bucket: BucketName) -> Iterator[StoredObject]:
         base = self._dir(bucket)
         if not base.exists():
-            return []
-        out = []
+            return
         for p in base.rglob("*"):
             rel = p.relative_to(base).as_posix()
-            if p.is_file() and not rel.startswith(".tmp/"):
-                out.append(rel)
-        return sorted(out)
+            if rel.startswith(".tmp/") or not p.is_file():
+                continue
+            try:
+                st = p.stat()
+            except FileNotFoundError:
+                continue
+            yield StoredObject(rel, datetime.fromtimestamp(st.st_mtime, UTC), st.st_size)
+
+    def abort_stale_uploads(self, bucket: BucketName, older_than: datetime) -> list[str]:
+        """Temp files of writes that never finished (the process died before the rename)."""
+        tmpdir = self._dir(bucket) / ".tmp"
+        removed: list[str] = []
+        if not tmpdir.is_dir():
+            return removed
+        for p in tmpdir.iterdir():
+            try:
+                if datetime.fromtimestamp(p.stat().st_mtime, UTC) < older_than:
+                    p.unlink()
+                    removed.append(f".tmp/{p.name}")
+            except FileNotFoundError:
+                continue
+        return removed
 
     def presign_get(
         self, bucket: BucketName, key: str, *, ttl_s: int, content_type: str, filename: str

@@ -10,19 +10,35 @@ objects cannot be.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import quote
 
 import urllib3
 from minio import Minio
-from minio.error import S3Error
+from minio.error import MinioException, S3Error, ServerError
 from minio.sse import SseCustomerKey
 
-from services.storage.base import BucketName, ObjectNotFound, Readable, StoreError
+from services.storage.base import (
+    BucketName,
+    ObjectNotFound,
+    Readable,
+    StoredObject,
+    StoreError,
+    StoreUnavailable,
+)
+
+T = TypeVar("T")
+
+# What the minio SDK raises when the server cannot be reached or answers like a broken proxy, as
+# opposed to an S3 error answer about the request. These become StoreUnavailable (an outage).
+_UNREACHABLE: tuple[type[Exception], ...] = (urllib3.exceptions.HTTPError, OSError, ServerError)
+_SDK_ERRORS: tuple[type[Exception], ...] = (MinioException, ValueError, *_UNREACHABLE)
 
 NOT_FOUND_CODES = {"NoSuchKey", "NoSuchObject", "NoSuchBucket", "ResourceNotFound"}
 
@@ -70,6 +86,22 @@ class _RangeReader(io.RawIOBase):
         view[: len(chunk)] = chunk
         self._pos += len(chunk)
         return len(chunk)
+
+
+class _TaggedReader:
+    """Remembers an exception raised by the wrapped reader, so put_stream can tell a failing source
+    (client disconnected, upload refused) from a failing store."""
+
+    def __init__(self, reader: Readable) -> None:
+        self.reader = reader
+        self.error: BaseException | None = None
+
+    def read(self, n: int = -1, /) -> bytes:
+        try:
+            return self.reader.read(n)
+        except BaseException as exc:
+            self.error = exc
+            raise
 
 
 class S3Store:
@@ -126,10 +158,25 @@ class S3Store:
     def _sse(self, bucket: BucketName) -> SseCustomerKey | None:
         return self._ssec if bucket == "originals" else None
 
-    def _wrap(self, exc: Exception, key: str) -> StoreError:
-        if isinstance(exc, S3Error) and exc.code in NOT_FOUND_CODES:
-            return ObjectNotFound(key)
-        return StoreError(f"{type(exc).__name__}: {getattr(exc, 'code', '') or exc}")
+    def _wrap(self, exc: BaseException, key: str) -> StoreError:
+        """Every SDK failure becomes a StoreError, so callers never see urllib3/minio internals (an
+        unwrapped connection error used to reach the API's catch-all and answer 500). Messages hold
+        the exception type and S3 code only: object URLs are not repeated into logs."""
+        if isinstance(exc, StoreError):
+            return exc
+        if isinstance(exc, S3Error):
+            if exc.code in NOT_FOUND_CODES:
+                return ObjectNotFound(key)
+            return StoreError(f"S3Error: {exc.code}")
+        if isinstance(exc, _UNREACHABLE):
+            return StoreUnavailable(f"object store unreachable ({type(exc).__name__})")
+        return StoreError(f"{type(exc).__name__}")
+
+    def _call(self, fn: Callable[[], T], key: str) -> T:
+        try:
+            return fn()
+        except _SDK_ERRORS as exc:
+            raise self._wrap(exc, key) from exc
 
     def ensure_buckets(self) -> None:
         if not self.create_buckets:
@@ -142,6 +189,8 @@ class S3Store:
             except S3Error as exc:
                 if exc.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                     raise self._wrap(exc, name) from exc
+            except _SDK_ERRORS as exc:
+                raise self._wrap(exc, name) from exc
 
     def check(self) -> None:
         try:
@@ -154,23 +203,30 @@ class S3Store:
             raise self._wrap(exc, "") from exc
 
     def put_stream(self, bucket: BucketName, key: str, reader: Readable, *, content_type: str) -> None:
+        source = _TaggedReader(reader)
         try:
             self.client.put_object(
                 self._b(bucket),
                 key,
-                cast(BinaryIO, reader),
+                cast(BinaryIO, source),
                 length=-1,
                 part_size=self.part_size,
                 content_type=content_type,
                 sse=self._sse(bucket),
                 num_parallel_uploads=1,
             )
-        except S3Error as exc:
-            raise self._wrap(exc, key) from exc
+        except BaseException as exc:
+            # The reader's own failure (client gone, upload refused) propagates as it is, even when
+            # minio's abort of the multipart upload failed on top of it; a store failure is wrapped.
+            if source.error is not None:
+                raise source.error from None
+            if isinstance(exc, _SDK_ERRORS):
+                raise self._wrap(exc, key) from exc
+            raise
 
     def put_file(self, bucket: BucketName, key: str, path: Path, *, content_type: str) -> None:
-        try:
-            self.client.fput_object(
+        self._call(
+            lambda: self.client.fput_object(
                 self._b(bucket),
                 key,
                 str(path),
@@ -178,22 +234,27 @@ class S3Store:
                 sse=self._sse(bucket),
                 part_size=self.part_size,
                 num_parallel_uploads=1,
-            )
-        except S3Error as exc:
-            raise self._wrap(exc, key) from exc
+            ),
+            key,
+        )
 
     def _get(self, bucket: BucketName, key: str, offset: int = 0, length: int | None = None) -> Any:
-        try:
-            return self.client.get_object(
+        return self._call(
+            lambda: self.client.get_object(
                 self._b(bucket), key, offset=offset, length=length or 0, ssec=self._sse(bucket)
-            )
-        except S3Error as exc:
-            raise self._wrap(exc, key) from exc
+            ),
+            key,
+        )
 
     def iter_chunks(self, bucket: BucketName, key: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
         resp = self._get(bucket, key)
         try:
-            yield from resp.stream(chunk_size)
+            stream = resp.stream(chunk_size)
+            while True:
+                chunk = self._call(lambda: next(stream, None), key)
+                if chunk is None:
+                    return
+                yield chunk
         finally:
             resp.close()
             resp.release_conn()
@@ -209,27 +270,21 @@ class S3Store:
     def read_range(self, bucket: BucketName, key: str, offset: int, length: int) -> bytes:
         resp = self._get(bucket, key, offset, length)
         try:
-            return cast(bytes, resp.read())
+            return cast(bytes, self._call(resp.read, key))
         finally:
             resp.close()
             resp.release_conn()
 
     def size(self, bucket: BucketName, key: str) -> int:
-        try:
-            st = self.client.stat_object(self._b(bucket), key, ssec=self._sse(bucket))
-        except S3Error as exc:
-            raise self._wrap(exc, key) from exc
+        st = self._call(lambda: self.client.stat_object(self._b(bucket), key, ssec=self._sse(bucket)), key)
         return int(st.size or 0)
 
     def open_seekable(self, bucket: BucketName, key: str) -> BinaryIO:
         return cast(BinaryIO, io.BufferedReader(_RangeReader(self, bucket, key, self.size(bucket, key))))
 
     def delete(self, bucket: BucketName, key: str) -> None:
-        try:
-            self.client.remove_object(self._b(bucket), key)
-        except S3Error as exc:
-            if exc.code not in NOT_FOUND_CODES:
-                raise self._wrap(exc, key) from exc
+        with contextlib.suppress(ObjectNotFound):
+            self._call(lambda: self.client.remove_object(self._b(bucket), key), key)
 
     def exists(self, bucket: BucketName, key: str) -> bool:
         try:
@@ -239,26 +294,60 @@ class S3Store:
         return True
 
     def list_keys(self, bucket: BucketName) -> list[str]:
-        try:
-            return sorted(
-                o.object_name
-                for o in self.client.list_objects(self._b(bucket), recursive=True)
-                if o.object_name
-            )
-        except S3Error as exc:
-            raise self._wrap(exc, "") from exc
+        return sorted(o.key for o in self.list_objects(bucket))
+
+    def list_objects(self, bucket: BucketName) -> Iterator[StoredObject]:
+        listing = self._call(lambda: iter(self.client.list_objects(self._b(bucket), recursive=True)), "")
+        while True:
+            obj = self._call(lambda: next(listing, None), "")
+            if obj is None:
+                return
+            if obj.object_name and not obj.is_dir:
+                modified = obj.last_modified or datetime.fromtimestamp(0).astimezone()
+                yield StoredObject(obj.object_name, modified, int(obj.size or 0))
+
+    def _list_uploads(self, name: str, key_marker: str | None, upload_marker: str | None) -> Any:
+        return self.client._list_multipart_uploads(  # noqa: SLF001 - minio-py has no public call
+            name, key_marker=key_marker, upload_id_marker=upload_marker, max_uploads=1000
+        )
+
+    def abort_stale_uploads(self, bucket: BucketName, older_than: datetime) -> list[str]:
+        """Unfinished multipart uploads (an API killed mid-upload, or the store down when the API
+        tried to abort) hold parts the bucket listing does not show; abort those started before
+        ``older_than``. Uses the SDK's low-level calls: minio-py has no public wrapper for them."""
+        name = self._b(bucket)
+        aborted: list[str] = []
+        key_marker: str | None = None
+        upload_marker: str | None = None
+        while True:
+            page = self._call(partial(self._list_uploads, name, key_marker, upload_marker), "")
+            for up in page.uploads:
+                started = up.initiated_time
+                if up.object_name and up.upload_id and (started is None or started < older_than):
+                    obj, uid = up.object_name, up.upload_id
+                    with contextlib.suppress(ObjectNotFound):
+                        self._call(partial(self.client._abort_multipart_upload, name, obj, uid), obj)
+                    aborted.append(obj)
+            if not page.is_truncated or not page.next_key_marker:
+                return aborted
+            key_marker = page.next_key_marker
+            upload_marker = getattr(page, "next_upload_id_marker", None)
 
     def presign_get(
         self, bucket: BucketName, key: str, *, ttl_s: int, content_type: str, filename: str
     ) -> str | None:
         if bucket == "originals":
             return None  # SSE-C objects need the key in headers: never hand those out
-        return self.presign_client.presigned_get_object(
-            self._b(bucket),
+        url: str = self._call(
+            lambda: self.presign_client.presigned_get_object(
+                self._b(bucket),
+                key,
+                expires=timedelta(seconds=ttl_s),
+                response_headers={
+                    "response-content-type": content_type,
+                    "response-content-disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+                },
+            ),
             key,
-            expires=timedelta(seconds=ttl_s),
-            response_headers={
-                "response-content-type": content_type,
-                "response-content-disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
-            },
         )
+        return url

@@ -1,0 +1,67 @@
+"""Test-only fault injection for worker processes (never on the service's own import path).
+
+The hardening tests put this folder on ``PYTHONPATH`` of a worker they start; the interpreter
+imports ``sitecustomize`` at start-up, and this module then patches ``workers.runner`` the moment it
+is imported (torch is not loaded early: the Celery parent must stay free of it). Settings:
+
+``DMASK_FAULT_CRASH_MARKER``
+    A job whose original contains these bytes kills its process with ``os.abort()`` (SIGABRT, like a
+    decoder segfault) every time: a poison job.
+``DMASK_FAULT_SLOW_MARKER`` / ``DMASK_FAULT_SLOW_S``
+    A job whose original contains these bytes reports progress every 0.2 s for this many seconds
+    before masking, so a test can signal the worker while a job is certainly running.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+CRASH = os.environ.get("DMASK_FAULT_CRASH_MARKER", "").encode()
+SLOW = os.environ.get("DMASK_FAULT_SLOW_MARKER", "").encode()
+SLOW_S = float(os.environ.get("DMASK_FAULT_SLOW_S", "0") or 0)
+
+
+def _patch(runner: Any) -> None:
+    original = runner.mask_media
+
+    def mask_media(settings: Any, src: Path, workdir: Path, progress: Any, record_id: str) -> Any:
+        data = Path(src).read_bytes()
+        if CRASH and CRASH in data:
+            os.abort()
+        if SLOW and SLOW in data:
+            end = time.monotonic() + SLOW_S
+            while time.monotonic() < end:
+                progress(0.01)
+                time.sleep(0.2)
+        return original(settings, src, workdir, progress, record_id)
+
+    runner.mask_media = mask_media
+
+
+class _Finder(importlib.abc.MetaPathFinder):
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "workers.runner":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.loader is None:
+            return spec
+        loader = spec.loader
+        exec_module = loader.exec_module
+
+        def patched_exec(module: Any) -> None:
+            exec_module(module)
+            _patch(module)
+
+        loader.exec_module = patched_exec  # type: ignore[method-assign]
+        return spec
+
+
+if CRASH or SLOW:
+    sys.meta_path.insert(0, _Finder())
