@@ -5,7 +5,8 @@
     dmask keys create --client NAME --scope S [--scope S ...]   (the key is the LAST line printed)
     dmask keys list | dmask keys revoke KEY_ID
     dmask db upgrade                       apply database migrations
-    dmask audit verify                     check the audit hash chain (exit 1 if broken)
+    dmask audit verify [EXPORT_FILE]       check the audit hash chain, or an export offline (exit 1 if broken)
+    dmask beat                             Celery beat for the retention schedule
     dmask storage sweep [--grace-s S]      delete orphaned objects (audited), print a JSON report
     dmask mask ... / dmask landmarks ...   model tools (see models/)
 
@@ -167,6 +168,10 @@ def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    if getattr(args, "export_file", None):  # offline: re-check an export file, no database needed
+        from services.reports.verify import verify_export_command
+
+        return verify_export_command([args.export_file])
     from services.audit import service as audit
     from services.db import get_sessionmaker
 
@@ -175,6 +180,12 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
         result = audit.verify(session)
     print(json.dumps(result.as_dict()))
     return 0 if result.ok else 1
+
+
+def cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
+    from workers.retention import beat_main
+
+    return beat_main(settings)
 
 
 def cmd_storage(args: argparse.Namespace, settings: Settings) -> int:
@@ -222,8 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     a = sub.add_parser("audit", help="audit log")
     asub = a.add_subparsers(dest="audit_cmd", required=True)
-    asub.add_parser("verify", help="verify the hash chain online")
+    av = asub.add_parser("verify", help="verify the hash chain online, or an export file offline")
+    av.add_argument("export_file", nargs="?", help="audit export (CSV/NDJSON) to re-check offline")
     a.set_defaults(fn=cmd_audit)
+
+    b = sub.add_parser("beat", help="Celery beat: runs the retention schedule (one per deployment)")
+    b.set_defaults(fn=cmd_beat)
 
     st = sub.add_parser("storage", help="object storage maintenance")
     stsub = st.add_subparsers(dest="storage_cmd", required=True)

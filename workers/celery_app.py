@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import Celery, bootsteps, signals
 
+from services.retention.schedule import BEAT_SCHEDULE  # imports no Celery app: no cycle
 from services.settings import Settings, get_settings
 from workers.heartbeat import touch
 
@@ -29,7 +30,8 @@ log = logging.getLogger("dmask.worker")
 
 
 def make_celery(settings: Settings) -> Celery:
-    app = Celery("dmask", broker=settings.broker_url or "memory://", include=["workers.tasks"])
+    tasks = ["workers.tasks", "workers.retention"]
+    app = Celery("dmask", broker=settings.broker_url or "memory://", include=tasks)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -52,6 +54,7 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=False,
         worker_concurrency=settings.worker_concurrency,
         worker_max_tasks_per_child=None,
+        beat_schedule=BEAT_SCHEDULE,  # retention: artifacts and originals past their policy, legal holds kept
     )
     return app
 
