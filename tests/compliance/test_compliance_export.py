@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Service
+from compliance_support import Service
 
 from services.audit.models import AuditEvent
 from services.audit.service import compute_hash

@@ -9,7 +9,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-from conftest import Service, Uploads
+from compliance_support import Service, Uploads
 from fhir.resources.R4B.auditevent import AuditEvent as FhirAuditEvent
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement

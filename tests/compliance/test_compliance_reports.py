@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from conftest import Service, Uploads
+from compliance_support import Service, Uploads
 
 from services.reports.verify import verify_export
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import Service, make_settings
+from compliance_support import Service, make_settings
 from service_support import REDIS_HOST, REDIS_PORT, REPO, Seaweed, clean_env, wait_for
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import DBAPIError

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Service, Uploads
+from compliance_support import Service, Uploads
 from service_support import REPO
 
 from services.reports.verify import verify_export
