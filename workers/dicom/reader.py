@@ -79,7 +79,11 @@ class ReadLimits:
     """Bounds for untrusted input; the defaults suit a hospital upload endpoint."""
 
     max_file_bytes: int = 4 * 1024**3
-    max_inflated_bytes: int = 2 * 1024**3  # deflated transfer syntax
+    # Deflated transfer syntax. Deflate reaches ~1000:1, and the worker holds the inflated data set
+    # twice (this check, then pydicom's own inflation): at 2 GiB a 2 MiB upload cost ~4 GiB of
+    # worker memory. Deflate is used for structured reports and small objects; 256 MiB is far above
+    # those and bounds a bomb to a few hundred MiB.
+    max_inflated_bytes: int = 256 * 1024**2
     max_depth: int = 24  # nested sequences
     max_elements: int = 5_000_000
 
@@ -214,23 +218,27 @@ def _is_sq(tag: int) -> bool:
         return False
 
 
-def _inflate(data: bytes | mmap.mmap | memoryview, limit: int) -> bytes:
+def _inflate(data: bytes | mmap.mmap | memoryview, limit: int) -> memoryview:
     """Inflate a raw deflate stream, refusing to produce more than ``limit`` bytes (deflate bombs)."""
     d = zlib.decompressobj(-zlib.MAX_WBITS)
     out = bytearray()
-    view = memoryview(data)
     step = 1 << 20
-    try:
-        for i in range(0, len(view), step):
-            out += d.decompress(view[i : i + step], limit + 1 - len(out))
-            if len(out) > limit or d.unconsumed_tail:
-                raise DicomError("deflated data set inflates beyond the size limit")
-        out += d.flush()
-    except zlib.error as exc:
-        raise DicomError("corrupt deflated data set") from exc
+    # Views are released even when refusing: a traceback keeping a view of the caller's mmap alive
+    # makes closing the mmap fail with BufferError, which hid the DicomError (and, being no
+    # DicomError, made the job an internal error retried until dead-lettered).
+    with memoryview(data) as view:
+        try:
+            for i in range(0, len(view), step):
+                with view[i : i + step] as piece:
+                    out += d.decompress(piece, limit + 1 - len(out))
+                if len(out) > limit or d.unconsumed_tail:
+                    raise DicomError("deflated data set inflates beyond the size limit")
+            out += d.flush()
+        except zlib.error as exc:
+            raise DicomError("corrupt deflated data set") from exc
     if len(out) > limit:
         raise DicomError("deflated data set inflates beyond the size limit")
-    return bytes(out)
+    return memoryview(out)  # no copy: the structural walk only reads it
 
 
 def _guess_encoding(buf: bytes | mmap.mmap | memoryview, pos: int) -> tuple[bool, bool]:
@@ -295,7 +303,8 @@ def inspect_bytes(buf: bytes | mmap.mmap | memoryview, limits: ReadLimits | None
         explicit, little = True, True
         deflated = ts == DeflatedExplicitVRLittleEndian
     if deflated:
-        inflated = _inflate(memoryview(buf)[pos:], limits.max_inflated_bytes)
+        with memoryview(buf) as whole, whole[pos:] as deflated_part:
+            inflated = _inflate(deflated_part, limits.max_inflated_bytes)
         _Walker(inflated, limits).dataset(0, len(inflated), True, True, 0, in_item=False)
     else:
         if pos >= size:
