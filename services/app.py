@@ -22,6 +22,7 @@ from services.artifacts.routes import router as artifacts_router
 from services.audit.routes import router as audit_router
 from services.auth.deps import RateLimiter
 from services.auth.routes import router as auth_router
+from services.dicomweb.routes import router as dicomweb_router
 from services.fhir.routes import router as fhir_router
 from services.health import router as health_router
 from services.jobs.dispatch import get_dispatcher
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(health_router)
     app.include_router(media_router)
+    app.include_router(dicomweb_router)
     app.include_router(jobs_router)
     app.include_router(artifacts_router)
     app.include_router(audit_router)

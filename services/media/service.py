@@ -17,7 +17,7 @@ import logging
 import queue
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
@@ -378,6 +378,31 @@ async def receive(
         await drain(request, state)
         raise too_large(settings)
 
+    def metadata() -> MediaMetadata:
+        return parse_metadata(
+            multipart.metadata_raw if multipart is not None else request.headers.get("x-dmask-metadata")
+        )
+
+    async def refused() -> None:
+        await drain(request, state)
+
+    return await store_stream(
+        source, settings, store, executor, keep=keep, metadata=metadata, on_refused=refused
+    )
+
+
+async def store_stream(
+    source: AsyncIterator[bytes],
+    settings: Settings,
+    store: ObjectStore,
+    executor: Executor,
+    *,
+    keep: bool,
+    metadata: Callable[[], MediaMetadata] = MediaMetadata,
+    on_refused: Callable[[], Awaitable[object]] | None = None,
+) -> Received:
+    """Stream ``source`` under the byte cap into the originals bucket (when ``keep``), sniffing and
+    cap-checking it on the way; ``on_refused`` runs after a refusal (to drain the client's body)."""
     key = new_key() if keep else None
     pipe = ChunkPipe()
     loop = asyncio.get_running_loop()
@@ -430,9 +455,7 @@ async def receive(
                 raise Problem(422, "The image header is corrupt or truncated.", slug="unreadable-media")
             photo_checked = True
             _check_photo(settings, dims)
-        meta = parse_metadata(
-            multipart.metadata_raw if multipart is not None else request.headers.get("x-dmask-metadata")
-        )
+        meta = metadata()
         if writer is not None:
             await loop.run_in_executor(executor, pipe.close)
             await writer
@@ -448,9 +471,9 @@ async def receive(
                 writer_error = failed
         if key is not None:
             await loop.run_in_executor(executor, discard_original, store, key)
-        if isinstance(exc, Problem | UploadAborted):
+        if on_refused is not None and isinstance(exc, Problem | UploadAborted):
             with contextlib.suppress(Exception):
-                await drain(request, state)
+                await on_refused()
         if isinstance(exc, inspect.ProbeError):
             raise Problem(422, str(exc), slug="unreadable-media") from None
         # The store failing is noticed either by the writer thread (StoreError) or first by the
@@ -643,14 +666,37 @@ async def ingest(
     store: ObjectStore,
     executor: Executor,
 ) -> Accepted:
-    from services.db import get_sessionmaker
-
-    maker = get_sessionmaker(settings)
     idem_key = request.headers.get("idempotency-key")
+    check_idempotency_key(idem_key)
+
+    async def receiver(keep: bool) -> Received:
+        return await receive(request, settings, store, executor, keep=keep)
+
+    return await ingest_from(receiver, record_id, principal, ctx, settings, store, idem_key)
+
+
+def check_idempotency_key(idem_key: str | None) -> None:
     if idem_key is not None and not IDEMPOTENCY_KEY_RE.match(idem_key):
         raise Problem(
             422, "Idempotency-Key must be 1-255 visible ASCII characters.", slug="invalid-idempotency-key"
         )
+
+
+async def ingest_from(
+    receiver: Callable[[bool], Awaitable[Received]],
+    record_id: str,
+    principal: Principal,
+    ctx: audit.AuditContext,
+    settings: Settings,
+    store: ObjectStore,
+    idem_key: str | None,
+) -> Accepted:
+    """The upload path after the request is parsed: ``receiver(keep)`` reads the content (storing it
+    when ``keep``); then media, job and audit events are committed, with Idempotency-Key replay.
+    Used by the media upload and by DICOMweb STOW-RS (one call per instance)."""
+    from services.db import get_sessionmaker
+
+    maker = get_sessionmaker(settings)
 
     def existing() -> bool:
         if idem_key is None:
@@ -660,7 +706,7 @@ async def ingest(
 
     try:
         seen_before = await run_in_threadpool(existing)
-        received = await receive(request, settings, store, executor, keep=not seen_before)
+        received = await receiver(not seen_before)
     except Problem as problem:
         await run_in_threadpool(audit_rejection, settings, ctx, record_id, problem)
         raise

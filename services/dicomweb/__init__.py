@@ -1,0 +1,1 @@
+"""DICOMweb (STOW-RS) for the ingestion service."""
