@@ -2,7 +2,8 @@
 
 Routes raise ``Problem``; framework errors (validation, unknown route, wrong method, uncaught
 exceptions) are converted by the handlers installed in ``install``. Details never echo request input
-(validation errors drop the offending value): inputs can carry PHI.
+(validation errors drop the offending value, ``instance`` names the request, not the path): inputs
+and paths can carry PHI.
 """
 
 from __future__ import annotations
@@ -55,8 +56,10 @@ def problem_body(
     }
     if detail:
         body["detail"] = detail
-    body["instance"] = request.url.path
+    # The occurrence, not the path: paths carry record IDs, and a problem must not echo them (the
+    # 401 to an anonymous caller included). The request id finds the log line and audit event.
     rid = getattr(request.state, "request_id", None)
+    body["instance"] = f"urn:dmask:request:{rid}" if rid else "urn:dmask:request:unknown"
     if rid:
         body["request_id"] = rid
     body.update(ext)

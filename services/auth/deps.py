@@ -101,7 +101,18 @@ def authenticate(request: Request) -> Principal:
     if scheme.lower() == "bearer" and token.strip():
         with session_scope(settings_of(request)) as session:
             principal = verify_key(session, token.strip())
+    limiter: RateLimiter = request.app.state.rate_limiter
     if principal is None:
+        # Failed authentications are rate limited per source address: each one is an audit event
+        # (a row and a lock on the chain head), so an unauthenticated flood must not turn into an
+        # unbounded stream of audit writes. Client names cannot contain ':', so no clash.
+        allowed, retry, first = limiter.hit(f"ip:{source_ip(request) or '-'}")
+        if not allowed:
+            if first:
+                _audit_denial(request, None, 429, "rate limit (failed authentication)")
+            raise Problem(
+                429, "Rate limit exceeded.", slug="rate-limited", headers={"Retry-After": str(retry)}
+            )
         reason = "missing credentials" if not header else "invalid credentials"
         _audit_denial(request, None, 401, reason)
         raise Problem(
@@ -110,7 +121,6 @@ def authenticate(request: Request) -> Principal:
             slug="unauthenticated",
             headers={"WWW-Authenticate": 'Bearer realm="dmask"'},
         )
-    limiter: RateLimiter = request.app.state.rate_limiter
     allowed, retry, first = limiter.hit(principal.client_id)
     if not allowed:
         if first:
