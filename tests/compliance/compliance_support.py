@@ -28,21 +28,10 @@ PHOTO = "faces/angelina_jolie/4.jpg"  # 330x512
 
 
 def build_app(settings: Settings) -> Any:
-    """``services.app.create_app`` plus the routers of this issue (skipped if already wired)."""
-    from fastapi import FastAPI
-
+    """The service's own app: the compliance routers are wired in ``services.app``."""
     from services.app import create_app
-    from services.fhir.routes import router as fhir_router
-    from services.reports.routes import router as reports_router
-    from services.retention.routes import router as retention_router
-    from services.web.routes import router as web_router
 
-    app: FastAPI = create_app(settings)
-    present = {getattr(r, "path", None) for r in app.router.routes}
-    for router in (fhir_router, reports_router, retention_router, web_router):
-        if not any(getattr(r, "path", None) in present for r in router.routes):
-            app.include_router(router)
-    return app
+    return create_app(settings)
 
 
 def make_settings(weed: Seaweed, home: Path, db_url: str, **extra: Any) -> Settings:
