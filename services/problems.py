@@ -155,8 +155,82 @@ async def _storage_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, storage_unavailable())
 
 
+async def _data_handler(request: Request, exc: Exception) -> JSONResponse:
+    """Input the database cannot store or compare (a NUL character in a query parameter or JSON
+    field, a number out of range) is the client's error: 422, not 500. Found by fuzzing
+    ``GET /v1/audit?action=%00``: PostgreSQL text cannot hold NUL."""
+    log.warning(
+        "input refused by the database (request %s): %s",
+        getattr(request.state, "request_id", "-"),
+        type(exc).__name__,
+    )
+    return problem_response(
+        request,
+        Problem(
+            422,
+            "The request holds a value that cannot be stored or searched (e.g. a NUL character).",
+            slug="invalid-input",
+        ),
+    )
+
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details; extension members depend on the problem type.",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make the OpenAPI document say what error answers really are: FastAPI documents 422 as its
+    own ``HTTPValidationError`` JSON, while every error here is ``application/problem+json``
+    (schemathesis' conformance checks flagged every 422). Each error response an operation
+    documents, and the 401/403/429/503 every authenticated one can give, point to one Problem
+    schema."""
+    from fastapi.openapi.utils import get_openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            openapi_version=app.openapi_version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+            servers=app.servers,
+            separate_input_output_schemas=app.separate_input_output_schemas,
+        )
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas["Problem"] = PROBLEM_SCHEMA
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
+        content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for item in schema.get("paths", {}).values():
+            for operation in item.values():
+                responses = operation.setdefault("responses", {})
+                for code, response in responses.items():
+                    if code.isdigit() and int(code) >= 400:
+                        response["content"] = content
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install(app: FastAPI) -> None:
-    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+    from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     from services.storage import StoreError
@@ -166,8 +240,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)
     for outage in (OperationalError, InterfaceError, DBAPIError, PoolTimeout):
         app.add_exception_handler(outage, _database_handler)
+    app.add_exception_handler(DataError, _data_handler)
     app.add_exception_handler(StoreError, _storage_handler)
     app.add_exception_handler(Exception, _unhandled_handler)
+    _document_problems(app)
 
 
 # Frequently used problems --------------------------------------------------------------------------
