@@ -7,6 +7,7 @@ Eye order everywhere: right eye (OD) first, then left (OS). Missing frames are `
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -63,7 +64,9 @@ def frame_series(rec: TrackReconstruction | None, n_frames: int) -> dict[str, np
 
 def detect_blinks(aperture: np.ndarray, fps: float) -> list[dict[str, float]]:
     """Blinks as runs of frames whose mean aperture of both eyes drops below half the open-eye level."""
-    mean = np.nanmean(aperture, axis=1) if aperture.size else aperture
+    with warnings.catch_warnings():  # frames where neither eye was measured are NaN, as they should be
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(aperture, axis=1) if aperture.size else aperture
     valid = ~np.isnan(mean)
     if valid.sum() < 3:
         return []
@@ -125,7 +128,9 @@ def summarise(series: dict[str, np.ndarray], fps: float | None, n_frames: int) -
     rate = fps or 1.0
     blinks = detect_blinks(ap, rate) if fps else []
     duration = n_frames / rate if fps else None
-    h = np.nanmean(series["iris_offset_h_mm"], axis=1) if n_frames else np.array([])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        h = np.nanmean(series["iris_offset_h_mm"], axis=1) if n_frames else np.array([])
     deg_h = rotation_deg(series["iris_offset_h_mm"])
     valid_h = deg_h[~np.isnan(deg_h).any(axis=1)] if n_frames else np.zeros((0, 2))
     summary: dict[str, Any] = {
