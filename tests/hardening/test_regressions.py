@@ -257,3 +257,27 @@ def test_unknown_errors_in_the_api_log_no_message(caplog: pytest.LogCaptureFixtu
         response = asyncio.run(_unhandled_handler(request, RuntimeError("MRN-SECRET-3")))
     assert response.status_code == 500
     assert "MRN-SECRET-3" not in caplog.text and "RuntimeError" in caplog.text
+
+
+def test_pydicom_value_warnings_do_not_reach_the_logs(caplog: pytest.LogCaptureFixture) -> None:
+    """Bug (found by the DICOM fuzz target's output): pydicom logs and warns about invalid values by
+    quoting them, so a malformed Patient Name or UID ended up verbatim in the worker's log."""
+    import warnings
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from build_corpus import _el, _file_meta
+
+    from workers.dicom import read_dicom
+
+    secret = "DOE^SECRET" + "^PATIENT"
+    ds = (
+        _el(0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.7\0")
+        + _el(0x0010, 0x0010, b"PN", secret.encode() + b"\\\\\\\\\\x01\\x02")
+        + _el(0x0020, 0x000D, b"UI", f"1.2.{secret}".encode())
+    )
+    data = _file_meta(b"1.2.840.10008.1.2.1\0") + ds
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        parsed = read_dicom(data)
+        str(parsed.get("PatientName")), str(parsed.get("StudyInstanceUID"))
+    assert secret not in caplog.text
+    assert not [w for w in caught if secret in str(w.message)]

@@ -10,8 +10,10 @@ with a :class:`DicomError` whose reason holds only tags and sizes (never values 
 
 from __future__ import annotations
 
+import logging
 import mmap
 import struct
+import warnings
 import zlib
 from dataclasses import dataclass
 from io import BytesIO
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pydicom
+import pydicom.config
 from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
@@ -31,6 +34,31 @@ from pydicom.uid import (
 )
 
 from .errors import DicomError
+
+
+class _WithholdValues(logging.Filter):
+    """pydicom reports invalid values by quoting them ("Invalid value for VR PN: 'DOE^JOHN...'"),
+    to its logger and as a warning, and the worker's log would carry them: patient data. The record
+    is kept (level, origin) but its text is replaced."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = "pydicom reported a problem with a value (text withheld: it may quote patient data)"
+        record.args = ()
+        return True
+
+
+def _silence_pydicom_values() -> None:
+    logger = logging.getLogger("pydicom")
+    if not any(isinstance(f, _WithholdValues) for f in logger.filters):
+        logger.addFilter(_WithholdValues())
+    # Value validation on reading is what quotes values; the reader's own checks (structure,
+    # lengths, SOP Class) decide what is refused, so pydicom's per-value complaints add nothing.
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    # Any remaining texts as warnings (printed to stderr once per location): not wanted either.
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"pydicom(\.|$)")
+
+
+_silence_pydicom_values()
 
 _VRS = {
     b"AE",
