@@ -18,9 +18,11 @@ Needs PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379 (see services/REA
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -172,6 +174,58 @@ def bench_big_upload(stack: Stack, key: str, head: bytes, mib: int) -> dict[str,
     }
 
 
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages: other work on the machine skews every number here."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+@contextlib.contextmanager
+def deployment(
+    workdir: Path, *, api_workers: int = 1, redis_db: int = REDIS_DB, **settings: str
+) -> Iterator[tuple[Stack, Seaweed]]:
+    """The distributed setup on this machine, as the service tests start it: a fresh PostgreSQL
+    database on 127.0.0.1:5432, Redis database ``redis_db`` (flushed), a SeaweedFS S3 server, and
+    ``dmask serve`` with ``api_workers`` uvicorn processes. No worker: callers start those
+    (``stack.start_worker()``). Everything is removed afterwards. Shared by the benchmarks."""
+    weed = Seaweed(workdir / "seaweed")
+    db_name, db_url = create_database("dmask_bench")
+    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=redis_db).flushdb()
+    suffix = uuid.uuid4().hex[:8]
+    stack: Stack | None = None
+    try:
+        weed.start()
+        env = clean_env()
+        env.update(
+            {
+                "DMASK_HOME": str(workdir / "home"),
+                "DMASK_DATABASE_URL": db_url,
+                "DMASK_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{redis_db}",
+                "DMASK_S3_ENDPOINT": weed.endpoint,
+                "DMASK_S3_ACCESS_KEY": S3_ACCESS,
+                "DMASK_S3_SECRET_KEY": S3_SECRET,
+                "DMASK_S3_SECURE": "false",
+                "DMASK_S3_REGION": "us-east-1",
+                "DMASK_BUCKET_ORIGINALS": f"orig-{suffix}",
+                "DMASK_BUCKET_ARTIFACTS": f"art-{suffix}",
+                "DMASK_SSE_C_KEY": SSE_C_KEY,
+                "DMASK_RATE_LIMIT_PER_MINUTE": "0",
+                "DMASK_LOG_LEVEL": "warning",
+                "DMASK_API_WORKERS": str(api_workers),
+                "DMASK_WORKER_HEARTBEAT_FILE": str(workdir / "worker.heartbeat"),
+                **{f"DMASK_{k.upper()}": str(v) for k, v in settings.items()},
+            }
+        )
+        stack = Stack(workdir=workdir, env=env, db_name=db_name)
+        stack.cli("db", "upgrade")
+        stack.start_api()
+        yield stack, weed
+    finally:
+        if stack is not None:
+            stack.stop()
+        weed.stop()
+        drop_database(db_name)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--uploads", type=int, default=200)
@@ -186,63 +240,33 @@ def main() -> int:
     args = ap.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="dmask-bench-"))
-    weed = Seaweed(workdir / "seaweed")
-    db_name, db_url = create_database("dmask_bench")
-    redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB).flushdb()
-    suffix = uuid.uuid4().hex[:8]
-    stack: Stack | None = None
     try:
-        weed.start()
-        env = clean_env()
-        env.update(
-            {
-                "DMASK_HOME": str(workdir / "home"),
-                "DMASK_DATABASE_URL": db_url,
-                "DMASK_BROKER_URL": f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}",
-                "DMASK_S3_ENDPOINT": weed.endpoint,
-                "DMASK_S3_ACCESS_KEY": S3_ACCESS,
-                "DMASK_S3_SECRET_KEY": S3_SECRET,
-                "DMASK_S3_SECURE": "false",
-                "DMASK_S3_REGION": "us-east-1",
-                "DMASK_BUCKET_ORIGINALS": f"orig-{suffix}",
-                "DMASK_BUCKET_ARTIFACTS": f"art-{suffix}",
-                "DMASK_SSE_C_KEY": SSE_C_KEY,
-                "DMASK_RATE_LIMIT_PER_MINUTE": "0",
-                "DMASK_LOG_LEVEL": "warning",
+        with deployment(workdir) as (stack, _):
+            key = stack.key("bench", "media:write")
+            files = photos(args.shared)
+            result: dict[str, Any] = {
+                "benchmark": "ingest",
+                "setup": {
+                    "api": "dmask serve (1 uvicorn process)",
+                    "database": "PostgreSQL 127.0.0.1:5432",
+                    "broker": "Redis 127.0.0.1:6379",
+                    "storage": "SeaweedFS S3 on loopback, originals SSE-C",
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                },
+                "load_average_before": load_average(),
+                "photos": bench_uploads(stack, key, files, args.uploads, args.concurrency),
             }
-        )
-        stack = Stack(workdir=workdir, env=env, db_name=db_name)
-        stack.cli("db", "upgrade")
-        stack.start_api()
-        key = stack.key("bench", "media:write")
-        files = photos(args.shared)
-        result: dict[str, Any] = {
-            "benchmark": "ingest",
-            "setup": {
-                "api": "dmask serve (1 uvicorn process)",
-                "database": "PostgreSQL 127.0.0.1:5432",
-                "broker": "Redis 127.0.0.1:6379",
-                "storage": "SeaweedFS S3 on loopback, originals SSE-C",
-                "cpus": os.cpu_count(),
-                "python": platform.python_version(),
-            },
-            "photos": bench_uploads(stack, key, files, args.uploads, args.concurrency),
-        }
-        if args.big_mib > 0:
-            head = (args.shared / "faces/barack_obama/1.jpg").read_bytes()
-            result["big_upload"] = bench_big_upload(stack, key, head, args.big_mib)
+            if args.big_mib > 0:
+                head = (args.shared / "faces/barack_obama/1.jpg").read_bytes()
+                result["big_upload"] = bench_big_upload(stack, key, head, args.big_mib)
+            result["load_average_after"] = load_average()
         text = json.dumps(result, indent=2)
         print(text)
         if args.out:
             args.out.write_text(text + "\n")
         return 0
     finally:
-        if stack is not None:
-            stack.stop()
-        weed.stop()
-        drop_database(db_name)
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)
 
 

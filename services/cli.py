@@ -1,6 +1,6 @@
 """The ``dmask`` command line.
 
-    dmask serve [--host H] [--port P]      run the API (embedded default: everything in one process)
+    dmask serve [--host H] [--port P] [--workers N]   run the API (embedded: everything in one process)
     dmask worker [--concurrency N]         run a masking worker (Celery when a broker is configured)
     dmask keys create --client NAME --scope S [--scope S ...]   (the key is the LAST line printed)
     dmask keys list | dmask keys revoke KEY_ID
@@ -67,6 +67,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
+    workers = args.workers or settings.api_workers
+    if workers > 1 and settings.embedded:
+        print("error: --workers > 1 needs a broker (each process would run its own in-process worker)")
+        return 2
     # uvicorn's access log prints request paths, which carry record IDs: the app logs its own,
     # with route templates only.
     uvicorn.run(
@@ -74,6 +78,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         factory=True,
         host=host,
         port=port,
+        workers=workers,
         access_log=False,
         log_level=settings.log_level.lower(),
         proxy_headers=True,
@@ -205,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the API")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
+    s.add_argument("--workers", type=int, help="uvicorn worker processes (default: api_workers)")
     s.set_defaults(fn=cmd_serve)
 
     w = sub.add_parser("worker", help="run a masking worker")

@@ -100,7 +100,7 @@ def deps(
             broker,
             s3,
             (shared_data / FACE_JPEG).read_bytes(),
-            short_clip(shared_data / FACE_VIDEO, 6),
+            short_clip(shared_data / FACE_VIDEO, 4),
         )
         d.key = stack.key("clinic", "media:write", "media:read")
         yield d

@@ -50,8 +50,8 @@ def marked(data: bytes, marker: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def clip(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    """A real face video cut to 8 frames (masking it takes seconds, not minutes, on 2 CPU cores)."""
-    return short_clip(shared_data / FACE_VIDEO, 8)
+    """A real face video cut to 4 frames (masking it takes seconds, not minutes, on 2 CPU cores)."""
+    return short_clip(shared_data / FACE_VIDEO, 4)
 
 
 def post(c: httpx.Client, record: str, data: bytes, name: str = "clip.mp4") -> str:

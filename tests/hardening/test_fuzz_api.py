@@ -26,7 +26,7 @@ pytestmark = pytest.mark.hardening
 
 ST = shutil.which("st", path=str(Path(sys.executable).parent)) or shutil.which("st")
 MAX_EXAMPLES = int(os.environ.get("DMASK_FUZZ_API_EXAMPLES", "12"))
-MAX_TIME_S = int(os.environ.get("DMASK_FUZZ_API_SECONDS", "60"))
+MAX_TIME_S = int(os.environ.get("DMASK_FUZZ_API_SECONDS", "45"))
 SEED = int(os.environ.get("DMASK_FUZZ_API_SEED", "20261128"))
 
 

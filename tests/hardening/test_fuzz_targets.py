@@ -2,7 +2,7 @@
 
 Each target runs as its own process (libFuzzer owns the process: it exits on the first crash and
 writes the input to ``crash-*`` under ``-artifact_prefix``), seeded with the shared DICOM files and
-the hostile-input corpus. ``DMASK_FUZZ_SECONDS`` sets the time per target (default 20 s in CI; run
+the hostile-input corpus. ``DMASK_FUZZ_SECONDS`` sets the time per target (default 15 s in CI; run
 longer by hand, e.g. ``DMASK_FUZZ_SECONDS=600``). A failure names the crash file: feed it back with
 ``python fuzz/<target>.py <crash file>`` to reproduce.
 """
@@ -25,7 +25,7 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed"),
 ]
 
-SECONDS = int(os.environ.get("DMASK_FUZZ_SECONDS", "20"))
+SECONDS = int(os.environ.get("DMASK_FUZZ_SECONDS", "15"))
 
 
 def run_target(target: str, seeds: Path, work: Path, *extra: str) -> None:
