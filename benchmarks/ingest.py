@@ -50,6 +50,8 @@ from service_support import (  # noqa: E402
     clean_env,
     create_database,
     drop_database,
+    free_port,
+    wait_for,
 )
 
 REDIS_DB = 15
@@ -179,6 +181,16 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def start_api(stack: Stack, workers: int) -> None:
+    """``Stack.start_api`` with ``dmask serve --workers``."""
+    port = free_port()
+    stack.api_url = f"http://127.0.0.1:{port}"
+    stack.api = stack._spawn(  # noqa: SLF001 - the tests' process launcher, reused
+        ["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)], "api"
+    )
+    wait_for(lambda: httpx.get(stack.api_url + "/readyz", timeout=5).status_code == 200, 90, "API")
+
+
 @contextlib.contextmanager
 def deployment(
     workdir: Path, *, api_workers: int = 1, redis_db: int = REDIS_DB, **settings: str
@@ -210,14 +222,13 @@ def deployment(
                 "DMASK_SSE_C_KEY": SSE_C_KEY,
                 "DMASK_RATE_LIMIT_PER_MINUTE": "0",
                 "DMASK_LOG_LEVEL": "warning",
-                "DMASK_API_WORKERS": str(api_workers),
                 "DMASK_WORKER_HEARTBEAT_FILE": str(workdir / "worker.heartbeat"),
                 **{f"DMASK_{k.upper()}": str(v) for k, v in settings.items()},
             }
         )
         stack = Stack(workdir=workdir, env=env, db_name=db_name)
         stack.cli("db", "upgrade")
-        stack.start_api()
+        start_api(stack, api_workers)
         yield stack, weed
     finally:
         if stack is not None:

@@ -67,7 +67,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     host = args.host or settings.host
     port = args.port if args.port is not None else settings.port
-    workers = args.workers or settings.api_workers
+    workers = args.workers or 1
     if workers > 1 and settings.embedded:
         print("error: --workers > 1 needs a broker (each process would run its own in-process worker)")
         return 2
@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the API")
     s.add_argument("--host")
     s.add_argument("--port", type=int)
-    s.add_argument("--workers", type=int, help="uvicorn worker processes (default: api_workers)")
+    s.add_argument(
+        "--workers", type=int, help="uvicorn processes on one port (distributed mode; rate limit per process)"
+    )
     s.set_defaults(fn=cmd_serve)
 
     w = sub.add_parser("worker", help="run a masking worker")

@@ -148,12 +148,6 @@ class Settings(BaseSettings):
     # --- API process ---------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="`dmask serve` bind address.")
     port: int = Field(default=8000, description="`dmask serve` port.")
-    api_workers: int = Field(
-        default=1,
-        ge=1,
-        description="`dmask serve` processes (uvicorn workers) on one port; distributed mode only. "
-        "The rate limit applies per process.",
-    )
     auto_migrate: bool | None = Field(
         default=None,
         description="Apply database migrations when the API starts. Default: only on the embedded SQLite "
