@@ -129,8 +129,10 @@ def test_database_errors_hide_parameters(tmp_path: Path) -> None:
     ],
 )
 def test_metadata_text_policy(text: str, ok: bool) -> None:
-    """Bug: NUL and lone surrogates passed validation and failed in the database driver (500); bidi
-    overrides and invisible characters were stored as sent."""
+    """Gap: NUL, other control characters, lone surrogates, bidi overrides and invisible characters
+    were accepted and stored as sent (a description that displays differently from what it is; NUL
+    and lone surrogates break jsonb, C-string and UTF-8 consumers downstream). Now a 422 that does
+    not echo the text; the characters scripts and emoji need stay allowed."""
     from services.media.schemas import MediaMetadata
 
     if ok:
