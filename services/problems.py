@@ -196,7 +196,7 @@ def _document_problems(app: FastAPI) -> None:
     own ``HTTPValidationError`` JSON, while every error here is ``application/problem+json``
     (schemathesis' conformance checks flagged every 422). Each error response an operation
     documents, and the 401/403/429/503 every authenticated one can give, point to one Problem
-    schema."""
+    schema, unless the operation documents a media type of its own for that status."""
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
@@ -222,7 +222,12 @@ def _document_problems(app: FastAPI) -> None:
                 responses = operation.setdefault("responses", {})
                 for code, response in responses.items():
                     if code.isdigit() and int(code) >= 400:
-                        response["content"] = content
+                        # An answer a standard defines (STOW-RS 409: a PS3.18 response data set
+                        # in application/dicom+json) stays as documented; FastAPI's JSON is a Problem.
+                        own = {
+                            k: v for k, v in response.get("content", {}).items() if k != "application/json"
+                        }
+                        response["content"] = own or content
         app.openapi_schema = schema
         return schema
 

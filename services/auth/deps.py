@@ -94,6 +94,19 @@ class RateLimiter:
         return allowed, retry, count == self.per_minute + 1
 
 
+def throttle_source(request: Request) -> None:
+    """Count one unauthenticated attempt (a failed API key, a login form post) against the source
+    address; 429 past the limit. Each attempt is an audit event (a row and a lock on the chain head),
+    so an unauthenticated flood must not become an unbounded stream of audit writes, nor an
+    unthrottled key-guessing oracle. Client names cannot contain ':', so the buckets never clash."""
+    limiter: RateLimiter = request.app.state.rate_limiter
+    allowed, retry, first = limiter.hit(f"ip:{source_ip(request) or '-'}")
+    if not allowed:
+        if first:
+            _audit_denial(request, None, 429, "rate limit (unauthenticated attempts)")
+        raise Problem(429, "Rate limit exceeded.", slug="rate-limited", headers={"Retry-After": str(retry)})
+
+
 def authenticate(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -103,16 +116,7 @@ def authenticate(request: Request) -> Principal:
             principal = verify_key(session, token.strip())
     limiter: RateLimiter = request.app.state.rate_limiter
     if principal is None:
-        # Failed authentications are rate limited per source address: each one is an audit event
-        # (a row and a lock on the chain head), so an unauthenticated flood must not turn into an
-        # unbounded stream of audit writes. Client names cannot contain ':', so no clash.
-        allowed, retry, first = limiter.hit(f"ip:{source_ip(request) or '-'}")
-        if not allowed:
-            if first:
-                _audit_denial(request, None, 429, "rate limit (failed authentication)")
-            raise Problem(
-                429, "Rate limit exceeded.", slug="rate-limited", headers={"Retry-After": str(retry)}
-            )
+        throttle_source(request)
         reason = "missing credentials" if not header else "invalid credentials"
         _audit_denial(request, None, 401, reason)
         raise Problem(

@@ -66,11 +66,31 @@ the URL, 0xA700 over a cap, 0x0110 other). 200 all stored, 202 some failed, 409 
 An `Idempotency-Key` makes retries safe (per instance: same key and instance, same job).
 """
 
+
+class DicomJsonResponse(Response):
+    """PS3.18 answers are DICOM JSON; as the route's response class it is also what OpenAPI says."""
+
+    media_type = DICOM_JSON
+
+
+# PS3.18 Annex F.2: a data set as JSON, keyed by 8-hex-digit tags, each attribute an object with
+# its VR and (when it has one) a Value array.
+DICOM_JSON_DATASET: dict[str, object] = {
+    "type": "object",
+    "propertyNames": {"pattern": "^[0-9A-F]{8}$"},
+    "additionalProperties": {
+        "type": "object",
+        "required": ["vr"],
+        "properties": {"vr": {"type": "string", "pattern": "^[A-Z]{2}$"}, "Value": {"type": "array"}},
+    },
+}
+STOW_ANSWER = {DICOM_JSON: {"schema": DICOM_JSON_DATASET}}
+
 RESPONSES: dict[int | str, dict[str, object]] = {
-    200: {"description": "All instances stored", "content": {DICOM_JSON: {}}},
-    202: {"description": "Some instances failed", "content": {DICOM_JSON: {}}},
+    200: {"description": "All instances stored", "content": STOW_ANSWER},
+    202: {"description": "Some instances failed", "content": STOW_ANSWER},
     400: {"description": "Malformed multipart body"},
-    409: {"description": "No instance stored", "content": {DICOM_JSON: {}}},
+    409: {"description": "No instance stored", "content": STOW_ANSWER},
     413: {"description": "Too large"},
     415: {"description": "Not multipart/related; type=application/dicom"},
     422: {"description": "Invalid record_id"},
@@ -294,10 +314,16 @@ async def stow(request: Request, principal: Principal, record_id: str, study_uid
             await run_in_threadpool(request.app.state.dispatcher.enqueue, new_jobs)
 
     body = build_stow_response(stored, failed).to_json_dict()
-    return Response(json.dumps(body), status_code=stow_http_status(stored, failed), media_type=DICOM_JSON)
+    return DicomJsonResponse(json.dumps(body), status_code=stow_http_status(stored, failed))
 
 
-@router.post("/studies", description=STOW_DOC, responses=RESPONSES, openapi_extra=OPENAPI_BODY)
+@router.post(
+    "/studies",
+    description=STOW_DOC,
+    responses=RESPONSES,
+    openapi_extra=OPENAPI_BODY,
+    response_class=DicomJsonResponse,
+)
 async def store_instances(
     request: Request,
     principal: Annotated[Principal, Depends(require_scope("media:write"))],
@@ -306,7 +332,13 @@ async def store_instances(
     return await stow(request, principal, record_id, None)
 
 
-@router.post("/studies/{study_uid}", description=STOW_DOC, responses=RESPONSES, openapi_extra=OPENAPI_BODY)
+@router.post(
+    "/studies/{study_uid}",
+    description=STOW_DOC,
+    responses=RESPONSES,
+    openapi_extra=OPENAPI_BODY,
+    response_class=DicomJsonResponse,
+)
 async def store_study_instances(
     request: Request,
     study_uid: str,

@@ -31,7 +31,7 @@ from starlette.concurrency import run_in_threadpool
 from services.artifacts.models import Artifact
 from services.audit import service as audit
 from services.audit.models import AuditEvent
-from services.auth.deps import audit_ctx, authenticate, settings_of
+from services.auth.deps import audit_ctx, authenticate, settings_of, throttle_source
 from services.auth.service import Principal, verify_key
 from services.db import get_sessionmaker, session_scope
 from services.media import service as media_service
@@ -198,6 +198,7 @@ def login(
     target = _safe_next(next)
     if not _same_origin(request):
         raise Problem(403, "Cross-site form submission refused.", slug="forbidden")
+    throttle_source(request)  # every form post counts: the form is a key-guessing surface too
     with session_scope(settings) as session:
         principal = verify_key(session, api_key.strip()) if api_key.strip() else None
         audit.append(

@@ -23,6 +23,7 @@ for p in (SERVICE_TESTS, HERE):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
+from hardening_support import PRESIGN_TTL_S  # noqa: E402
 from service_support import Stack  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("service_conftest", SERVICE_TESTS / "conftest.py")
@@ -35,8 +36,6 @@ shared_data = _service_conftest.shared_data
 weed = _service_conftest.weed
 make_stack = _service_conftest.make_stack
 record_id = _service_conftest.record_id
-
-PRESIGN_TTL_S = 3
 
 
 @pytest.fixture(scope="session")

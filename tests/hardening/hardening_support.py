@@ -27,6 +27,7 @@ import psycopg
 from service_support import REPO, Proc, Seaweed, Stack, free_port, tail, wait_for
 
 HARDENING = Path(__file__).resolve().parent
+PRESIGN_TTL_S = 3  # the shared hardening stack's presigned-URL lifetime (short, so expiry is testable)
 FAULTINJECT = HARDENING / "faultinject"
 
 

@@ -22,8 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from build_corpus import FACE_JPEG
-from conftest import PRESIGN_TTL_S
-from hardening_support import query
+from hardening_support import PRESIGN_TTL_S, query
 from service_support import Seaweed, Stack, wait_job
 
 pytestmark = pytest.mark.hardening
@@ -288,6 +287,27 @@ def test_rate_limit_is_per_client_and_covers_failed_logins(fresh_stack: Callable
     )
     counts = {int(k): n for k, n in denied}
     assert counts.get(401, 0) <= 5 and counts.get(429) in (1, 2)  # one per limited identity
+
+
+def test_login_form_is_rate_limited_per_source(fresh_stack: Callable[..., Stack]) -> None:
+    """Regression: POST /ui/login guessed keys without limit (each guess an audit write). Now every
+    form post counts against the source address; past the limit 429 + Retry-After, and even a valid
+    key is refused until the window ends."""
+    stack = fresh_stack(rate_limit_per_minute=5)
+    stack.start_api()
+    good = stack.key("auditor", "audit:read")
+    guess = "dmk_" + "2" * 16 + "_" + "y" * 43
+    with stack.http(follow_redirects=False) as c:
+        codes = [c.post("/ui/login", data={"api_key": guess}).status_code for _ in range(7)]
+        refused = c.post("/ui/login", data={"api_key": good})
+    assert codes.count(401) <= 5 and codes[-1] == 429  # <= 5: the window may roll over mid-test
+    assert refused.status_code == 429 and 0 < int(refused.headers["retry-after"]) <= 60
+    assert "dmask_session" not in refused.headers.get("set-cookie", "")
+    limited = query(
+        stack,
+        "SELECT count(*) FROM audit_events WHERE action = 'request.denied' AND detail->>'status' = '429'",
+    )
+    assert limited[0][0] in (1, 2)  # the first refusal of a window is audited, not every one
 
 
 def test_presigned_urls_expire(world: World) -> None:
