@@ -301,6 +301,7 @@ async def stow(request: Request, principal: Principal, record_id: str, study_uid
                 media, job = accepted.media, accepted.job
                 if not accepted.replayed:
                     UPLOAD_BYTES.labels(kind=media.kind).inc(media.size_bytes)
+                if accepted.to_dispatch:
                     new_jobs.append(job.id)
                 stored.append(
                     StoredInstance(sop_class, sop_instance, retrieve_url=f"{base}/v1/jobs/{job.id}")

@@ -79,6 +79,7 @@ async def upload_media(
     media, job = accepted.media, accepted.job
     if not accepted.replayed:
         UPLOAD_BYTES.labels(kind=media.kind).inc(media.size_bytes)
+    if accepted.to_dispatch:
         await run_in_threadpool(request.app.state.dispatcher.enqueue, [job.id])
     body = UploadAccepted(
         job_id=job.id,

@@ -549,6 +549,12 @@ class Accepted:
     job: Job
     replayed: bool
 
+    @property
+    def to_dispatch(self) -> bool:
+        """Send the job to the broker: a new one, or a replayed one still queued (its first answer
+        may have been lost before it was sent; a duplicate message is harmless, claims are guarded)."""
+        return not self.replayed or self.job.status == JobStatus.queued
+
 
 def record_upload(
     session: Session,
@@ -720,8 +726,10 @@ async def ingest_from(
                 )
                 session.commit()
                 return acc
+            committing = False
             try:
                 acc = record_upload(session, ctx, principal, record_id, received, idem_key)
+                committing = True
                 session.commit()
                 return acc
             except IntegrityError:
@@ -736,11 +744,16 @@ async def ingest_from(
                 session.commit()
                 return acc
             except BaseException:
-                # Database down (answered 503 by the app's handler): nothing was acknowledged, so
-                # the stored original goes too. A rollback on a dead connection must not hide that.
+                # Database down (answered 503 by the app's handler). A rollback on a dead connection
+                # must not hide that.
                 with contextlib.suppress(Exception):
                     session.rollback()
-                discard_original(store, received.key)
+                if not committing:  # COMMIT was never sent: no row can name the original
+                    discard_original(store, received.key)
+                # Otherwise COMMIT was sent and its answer lost: the rows may exist, and the client's
+                # retry (same Idempotency-Key) will be answered 202 with that job, whose original
+                # must still be there. Kept; if no row names it, the orphan sweeper removes it after
+                # its grace period, and the reconciler sends the job if it was committed unsent.
                 raise
 
     return await run_in_threadpool(commit)

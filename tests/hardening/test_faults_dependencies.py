@@ -45,6 +45,7 @@ from service_support import PrivateRedis, Stack, wait_for, wait_job
 pytestmark = pytest.mark.hardening
 
 SLOW = "DMASK-SLOW-JOB"
+LOST_COMMIT = "lost-commit-answer"
 MIB = 1 << 20
 
 
@@ -91,7 +92,7 @@ def deps(
             reconcile_interval_s=1,
             infra_retry_delay_s=1,
         )
-        fault_env(stack, slow_marker=SLOW, slow_s="4")
+        fault_env(stack, slow_marker=SLOW, slow_s="4", lost_commit_marker=LOST_COMMIT)
         stack.start_api()
         stack.start_worker()
         d = Deps(
@@ -219,6 +220,28 @@ def test_postgres_restart_during_uploads(deps: Deps) -> None:
     )
     assert all(n == 1 for _, n in rows)
     assert {k for k, _ in rows} >= set(accepted)
+    settle_and_account(d)
+
+
+def test_lost_commit_answer_keeps_the_upload(deps: Deps) -> None:
+    """Regression: when PostgreSQL went away just after an upload's COMMIT succeeded, the API answered
+    503 and deleted the original; the client's retry (same Idempotency-Key) was then answered 202
+    with the committed job, which failed for want of its original, or sat unsent for an hour."""
+    d = deps
+    idem, record = f"{LOST_COMMIT}-{uuid.uuid4().hex}", f"MRN-{uuid.uuid4().hex[:8]}"
+
+    def post(c: httpx.Client) -> httpx.Response:
+        files = {"file": ("f.bin", d.photo, "application/octet-stream")}
+        return c.post(f"/v1/records/{record}/media", files=files, headers={"Idempotency-Key": idem})
+
+    with d.client() as c:
+        assert_outage_answer(post(c), "database-unavailable")
+        retry = post(c)
+        assert retry.status_code == 202 and retry.json()["replayed"] is True, retry.text
+        job_id = retry.json()["job_id"]
+        d.accepted.append(job_id)
+        assert wait_job(c, job_id, timeout=120)["status"] == "succeeded"
+    assert query(d.stack, "SELECT count(*) FROM media WHERE idempotency_key = %s", idem) == [(1,)]
     settle_and_account(d)
 
 

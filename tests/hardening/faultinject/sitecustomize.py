@@ -10,6 +10,9 @@ is imported (torch is not loaded early: the Celery parent must stay free of it).
 ``DMASK_FAULT_SLOW_MARKER`` / ``DMASK_FAULT_SLOW_S``
     A job whose original contains these bytes reports progress every 0.2 s for this many seconds
     before masking, so a test can signal the worker while a job is certainly running.
+``DMASK_FAULT_LOST_COMMIT_MARKER``
+    In the API process: the first upload whose Idempotency-Key contains this text is committed, then
+    its COMMIT answer is "lost" (the connection error a PostgreSQL restart gives at that moment).
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ from typing import Any
 CRASH = os.environ.get("DMASK_FAULT_CRASH_MARKER", "").encode()
 SLOW = os.environ.get("DMASK_FAULT_SLOW_MARKER", "").encode()
 SLOW_S = float(os.environ.get("DMASK_FAULT_SLOW_S", "0") or 0)
+LOST_COMMIT = os.environ.get("DMASK_FAULT_LOST_COMMIT_MARKER", "")
 
 
-def _patch(runner: Any) -> None:
+def _patch_runner(runner: Any) -> None:
     original = runner.mask_media
 
     def mask_media(settings: Any, src: Path, workdir: Path, progress: Any, record_id: str) -> Any:
@@ -44,11 +48,43 @@ def _patch(runner: Any) -> None:
     runner.mask_media = mask_media
 
 
+def _patch_media_service(service: Any) -> None:
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    original = service.record_upload
+    lost: set[str] = set()
+
+    def record_upload(
+        session: Any, ctx: Any, principal: Any, record_id: str, received: Any, idem_key: Any
+    ) -> Any:
+        accepted = original(session, ctx, principal, record_id, received, idem_key)
+        if idem_key and LOST_COMMIT in idem_key and idem_key not in lost:
+            lost.add(idem_key)
+
+            def lose_answer(_session: Any) -> None:
+                raise OperationalError(
+                    "COMMIT", {}, ConnectionError("server closed the connection unexpectedly")
+                )
+
+            event.listen(session, "after_commit", lose_answer, once=True)
+        return accepted
+
+    service.record_upload = record_upload
+
+
 class _Finder(importlib.abc.MetaPathFinder):
+    """Patches each target module right after it is first executed."""
+
+    def __init__(self, targets: dict[str, Any]) -> None:
+        self.targets = targets
+
     def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
-        if name != "workers.runner":
+        patch = self.targets.pop(name, None)
+        if patch is None:
             return None
-        sys.meta_path.remove(self)
+        if not self.targets:
+            sys.meta_path.remove(self)
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:
             return spec
@@ -57,11 +93,16 @@ class _Finder(importlib.abc.MetaPathFinder):
 
         def patched_exec(module: Any) -> None:
             exec_module(module)
-            _patch(module)
+            patch(module)
 
         loader.exec_module = patched_exec  # type: ignore[method-assign]
         return spec
 
 
+_targets: dict[str, Any] = {}
 if CRASH or SLOW:
-    sys.meta_path.insert(0, _Finder())
+    _targets["workers.runner"] = _patch_runner
+if LOST_COMMIT:
+    _targets["services.media.service"] = _patch_media_service
+if _targets:
+    sys.meta_path.insert(0, _Finder(_targets))
