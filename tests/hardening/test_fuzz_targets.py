@@ -20,10 +20,16 @@ from typing import Any
 import pytest
 from service_support import REPO, clean_env
 
-pytestmark = [
-    pytest.mark.hardening,
-    pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed"),
-]
+pytestmark = pytest.mark.hardening
+
+
+@pytest.fixture(autouse=True)
+def _atheris_installed() -> None:
+    """A fuzz test that skips itself cannot fail: a missing fuzzer is an error of the test setup."""
+    assert importlib.util.find_spec("atheris") is not None, (
+        "atheris is not installed: scripts/bootstrap --dev installs it"
+    )
+
 
 SECONDS = int(os.environ.get("DMASK_FUZZ_SECONDS", "15"))
 

@@ -388,3 +388,90 @@ def test_no_phi_in_logs_metrics_keys_or_errors(hstack: Stack, weed: Seaweed, sha
             assert secret not in text, f"{secret!r} found in {where}"
     # ... while the audit log, which is meant to, does hold the record ID
     assert query(hstack, "SELECT count(*) FROM audit_events WHERE record_id = %s", record)[0][0] >= 3
+
+
+def test_no_dicom_header_phi_in_logs_metrics_or_failure_reasons(
+    hstack: Stack, weed: Seaweed, shared_data: Path
+) -> None:
+    """DICOM carries PHI inside the file: patient name, ID, birth date, institution, operator.
+    Through the media upload and STOW-RS, for a good instance and for one whose pixel data is cut
+    short, none of it appears in a log line, /metrics, an object key, an answer or a job's
+    failure reason."""
+    import io
+    import json
+
+    import pydicom
+
+    tag = uuid.uuid4().hex[:8]
+    phi = {
+        "PatientName": f"Roe^Jane^{tag}",
+        "PatientID": f"PID-{tag}",
+        "PatientBirthDate": "19700101",
+        "InstitutionName": f"St Elsewhere {tag}",
+        "OperatorsName": f"Tech^Tom^{tag}",
+        "ReferringPhysicianName": f"Doc^Dora^{tag}",
+    }
+    secrets = [v for k, v in phi.items() if k != "PatientBirthDate"] + [f"Roe^Jane^{tag}".replace("^", " ")]
+
+    def dicom(truncate_pixels: bool) -> bytes:
+        ds = pydicom.dcmread(shared_data / "dicom/ot_pal8_face.dcm", force=True)
+        for keyword, value in phi.items():
+            setattr(ds, keyword, value)
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        if truncate_pixels:
+            ds.PixelData = ds.PixelData[: len(ds.PixelData) // 3]
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+
+    good, cut = dicom(False), dicom(True)
+    boundary = "phi-boundary"
+    body = (
+        b"".join(
+            f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + b"\r\n"
+            for part in (good, cut)
+        )
+        + f"--{boundary}--\r\n".encode()
+    )
+    record = f"MRN-DCM-{tag}"
+    answers: list[httpx.Response] = []
+    job_ids: list[str] = []
+    with hstack.http(hstack.key("phi-pacs", "media:write", "media:read")) as c:
+        for data in (good, cut):
+            r = c.post(f"/v1/records/{record}/media", files={"file": ("x.dcm", data, "application/dicom")})
+            answers.append(r)
+            if r.status_code == 202:
+                job_ids.append(r.json()["job_id"])
+        r = c.post(
+            "/dicomweb/studies",
+            params={"record_id": record},
+            content=body,
+            headers={"Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}'},
+        )
+        assert r.status_code == 200, r.text  # both parse: the cut pixel data fails in the worker
+        answers.append(r)
+        job_ids += [item["00081190"]["Value"][0].rsplit("/", 1)[1] for item in r.json()["00081199"]["Value"]]
+        jobs = [wait_job(c, j) for j in job_ids]
+        answers += [c.get(f"/v1/jobs/{j}") for j in job_ids]
+        answers.append(c.get(f"/v1/records/{record}/media"))
+    statuses = sorted(j["status"] for j in jobs)
+    assert "succeeded" in statuses and "failed" in statuses, statuses  # both paths were exercised
+    time.sleep(1.5)  # let the worker flush its log lines
+    texts = {
+        "api log": hstack.api.log.read_text(errors="replace") if hstack.api else "",
+        "worker logs": "".join(w.log.read_text(errors="replace") for w in hstack.workers),
+        "/metrics": httpx.get(hstack.api_url + "/metrics").text,
+        "object keys": "\n".join(
+            o.object_name or ""
+            for bucket in (hstack.env["DMASK_BUCKET_ORIGINALS"], hstack.env["DMASK_BUCKET_ARTIFACTS"])
+            for o in weed.client().list_objects(bucket, recursive=True)
+        ),
+        "failure reasons": json.dumps(
+            query(hstack, "SELECT failure_reason FROM jobs WHERE failure_reason IS NOT NULL")
+        ),
+    }
+    for i, a in enumerate(answers):
+        texts[f"answer {i} {a.status_code} {a.request.method} {a.request.url.path}"] = a.text
+    for where, text in texts.items():
+        for secret in secrets:
+            assert secret not in text, f"{secret!r} found in {where}"
