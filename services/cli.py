@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scope",
         action="append",
         required=True,
-        help="media:write, media:read, audit:read or admin (repeatable)",
+        help="media:write, media:read, audit:read, metrics or admin (repeatable)",
     )
     ksub.add_parser("list", help="list keys (never the keys themselves)")
     kr = ksub.add_parser("revoke", help="revoke a key")

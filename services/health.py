@@ -1,15 +1,18 @@
-"""Liveness, readiness and Prometheus endpoints (unauthenticated, no PHI)."""
+"""Liveness and readiness (unauthenticated: orchestrators probe them) and Prometheus metrics (scope
+``metrics``: request and job counts are operational data only a scraper needs). None carries PHI."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
+from services.auth.deps import require_scope
+from services.auth.service import Principal
 from services.db import get_engine
 from services.settings import Settings
 from services.storage import get_store
@@ -79,5 +82,5 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics() -> Response:
+def metrics(_: Annotated[Principal, Depends(require_scope("metrics"))]) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

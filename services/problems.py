@@ -191,12 +191,52 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 
+# The answers any operation of a kind can give, besides those it documents itself.
+_AUTHENTICATED_ERRORS = {
+    "401": "No key, or an unknown, revoked or malformed one",
+    "403": "The key lacks the scope",
+    "429": "Rate limit of the client exceeded (Retry-After)",
+    "503": "A dependency (database, broker, store) is unreachable (Retry-After)",
+}
+_PATH_ERRORS = {"404": "No such resource, or another client's (existence is not disclosed)"}
+_BODY_ERRORS = {"400": "Malformed body (e.g. a broken multipart or JSON document)"}
+
+
+def _route_contexts(app: FastAPI) -> list[Any]:
+    """Every served route with its dependencies, through the included-router wrappers FastAPI
+    (>= 0.16x) keeps in ``app.routes``."""
+    found: list[Any] = []
+    for route in app.routes:
+        if hasattr(route, "effective_route_contexts"):
+            found.extend(route.effective_route_contexts())
+        elif hasattr(route, "dependant"):
+            found.append(route)
+    return found
+
+
+def _key_check(route: Any) -> str | None:
+    """How the route resolves a key: ``"scope"`` when one of its dependencies is a ``require_*``
+    factory's (services.auth.deps), ``"key"`` when only ``authenticate``, else None (public)."""
+    found = None
+    pending = list(getattr(getattr(route, "dependant", None), "dependencies", []))
+    while pending:
+        dep = pending.pop()
+        name = getattr(dep.call, "__name__", "")
+        if name.startswith("require_"):
+            return "scope"
+        if name == "authenticate":
+            found = "key"
+        pending.extend(dep.dependencies)
+    return found
+
+
 def _document_problems(app: FastAPI) -> None:
-    """Make the OpenAPI document say what error answers really are: FastAPI documents 422 as its
-    own ``HTTPValidationError`` JSON, while every error here is ``application/problem+json``
-    (schemathesis' conformance checks flagged every 422). Each error response an operation
-    documents, and the 401/403/429/503 every authenticated one can give, point to one Problem
-    schema, unless the operation documents a media type of its own for that status."""
+    """Make the OpenAPI document say what answers really are: FastAPI documents 422 as its own
+    ``HTTPValidationError`` JSON, while every error here is ``application/problem+json``
+    (schemathesis' conformance checks flagged every 422), and it documents neither the Bearer key
+    nor the 400/401/403/404/429/503 answers that come from dependencies rather than the operation
+    (its status-code check flagged those). Each error response points to one Problem schema, unless
+    the operation documents a media type of its own for that status."""
     from fastapi.openapi.utils import get_openapi
 
     def openapi() -> dict[str, Any]:
@@ -216,10 +256,33 @@ def _document_problems(app: FastAPI) -> None:
         schemas["Problem"] = PROBLEM_SCHEMA
         schemas.pop("HTTPValidationError", None)
         schemas.pop("ValidationError", None)
+        schema["components"].setdefault("securitySchemes", {})["apiKey"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key `dmk_<id>_<secret>` from `dmask keys create`.",
+        }
         content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
-        for item in schema.get("paths", {}).values():
-            for operation in item.values():
+        key_checks = {
+            (method.lower(), route.path_format): _key_check(route)
+            for route in _route_contexts(app)
+            for method in route.methods or ()
+        }
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
                 responses = operation.setdefault("responses", {})
+                extra: dict[str, str] = {}
+                check = key_checks.get((method, path))
+                if check:
+                    operation["security"] = [{"apiKey": []}]
+                    extra.update(_AUTHENTICATED_ERRORS)
+                    if check != "scope":
+                        extra.pop("403")
+                if "{" in path:
+                    extra.update(_PATH_ERRORS)
+                if "requestBody" in operation:
+                    extra.update(_BODY_ERRORS)
+                for code, description in extra.items():
+                    responses.setdefault(code, {"description": description})
                 for code, response in responses.items():
                     if code.isdigit() and int(code) >= 400:
                         # An answer a standard defines (STOW-RS 409: a PS3.18 response data set

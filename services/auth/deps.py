@@ -163,6 +163,7 @@ def require_any(*scopes: str) -> Callable[[Request], Principal]:
             )
         return principal
 
+    dependency.__name__ = "require_" + "_or_".join(s.replace(":", "_") for s in scopes)
     return dependency
 
 

@@ -112,7 +112,12 @@ def search_audit_events(
     return FhirResponse(bundle, headers={"Cache-Control": "no-store"})
 
 
-@router.get("/AuditEvent/{event_id}", response_class=FhirResponse, summary="Read one audit event")
+@router.get(
+    "/AuditEvent/{event_id}",
+    response_class=FhirResponse,
+    summary="Read one audit event",
+    responses={404: {"description": "No such AuditEvent (an OperationOutcome)", "content": {FHIR_JSON: {}}}},
+)
 async def read_audit_event(
     request: Request, event_id: str, principal: Annotated[Principal, Depends(require_scope("audit:read"))]
 ) -> FhirResponse:

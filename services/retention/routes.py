@@ -43,7 +43,12 @@ def _out(hold: LegalHold) -> LegalHoldOut:
     )
 
 
-@router.put("/{record_id}/legal-hold", response_model=LegalHoldOut, summary="Place a legal hold")
+@router.put(
+    "/{record_id}/legal-hold",
+    response_model=LegalHoldOut,
+    summary="Place a legal hold",
+    responses={201: {"model": LegalHoldOut, "description": "A new hold was placed"}},
+)
 async def put_legal_hold(
     request: Request,
     response: Response,

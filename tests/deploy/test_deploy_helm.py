@@ -102,6 +102,11 @@ def test_custom_resources_are_well_formed(prod: Rendered) -> None:
     monitor = prod.one("ServiceMonitor", "")
     endpoints = {e["port"]: e for e in monitor["spec"]["endpoints"]}
     assert endpoints["http"]["path"] == "/metrics"
+    key_ref = prod.values["metrics"]["serviceMonitor"]["apiKeySecret"]
+    assert endpoints["http"]["authorization"] == {
+        "type": "Bearer",
+        "credentials": {"name": key_ref["name"], "key": key_ref["key"]},
+    }, "the API's /metrics needs a key with scope metrics"
     assert prod.values["metrics"]["serviceMonitor"]["labels"].items() <= monitor["metadata"]["labels"].items()
 
 

@@ -27,7 +27,7 @@ from service_support import Seaweed, Stack, wait_job
 
 pytestmark = pytest.mark.hardening
 
-SCOPES = ("media:write", "media:read", "audit:read", "admin")
+SCOPES = ("media:write", "media:read", "audit:read", "metrics", "admin")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ ACCESS: dict[tuple[str, str], Rule] = {
     # health, metrics, docs
     ("GET", "/livez"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
-    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/metrics"): Rule(scopes=("metrics",)),  # Prometheus scrapes with a metrics-only key
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
     ("GET", "/docs/oauth2-redirect"): PUBLIC,
@@ -122,7 +122,7 @@ def test_every_route_is_declared(served_routes: list[tuple[str, str]]) -> None:
     public = sorted(r for r in served_routes if ACCESS[r].public)
     assert all(
         p.startswith(
-            ("/livez", "/readyz", "/metrics", "/openapi", "/docs", "/redoc", "/fhir/metadata", "/ui/")
+            ("/livez", "/readyz", "/openapi", "/docs", "/redoc", "/fhir/metadata", "/ui/")
         )
         for _, p in public
     ), public
@@ -325,6 +325,14 @@ def test_presigned_urls_expire(world: World) -> None:
     assert b"expired" in expired.content.lower() or b"accessdenied" in expired.content.lower()
 
 
+def scrape_metrics(stack: Stack) -> str:
+    """GET /metrics as Prometheus does: with a metrics-only key."""
+    with stack.http(stack.key("prometheus", "metrics")) as c:
+        r = c.get("/metrics")
+    assert r.status_code == 200, r.text
+    return r.text
+
+
 def test_no_phi_in_logs_metrics_keys_or_errors(hstack: Stack, weed: Seaweed, shared_data: Path) -> None:
     """A full flow with identifying record ID, file name and metadata; afterwards neither the API
     nor the worker log, /metrics, the object listing nor any error answer contains them."""
@@ -371,7 +379,7 @@ def test_no_phi_in_logs_metrics_keys_or_errors(hstack: Stack, weed: Seaweed, sha
     texts = {
         "api log": hstack.api.log.read_text(errors="replace") if hstack.api else "",
         "worker logs": "".join(w.log.read_text(errors="replace") for w in hstack.workers),
-        "/metrics": httpx.get(hstack.api_url + "/metrics").text,
+        "/metrics": scrape_metrics(hstack),
         "object keys": "\n".join(
             o.object_name or ""
             for bucket in (hstack.env["DMASK_BUCKET_ORIGINALS"], hstack.env["DMASK_BUCKET_ARTIFACTS"])
@@ -460,7 +468,7 @@ def test_no_dicom_header_phi_in_logs_metrics_or_failure_reasons(
     texts = {
         "api log": hstack.api.log.read_text(errors="replace") if hstack.api else "",
         "worker logs": "".join(w.log.read_text(errors="replace") for w in hstack.workers),
-        "/metrics": httpx.get(hstack.api_url + "/metrics").text,
+        "/metrics": scrape_metrics(hstack),
         "object keys": "\n".join(
             o.object_name or ""
             for bucket in (hstack.env["DMASK_BUCKET_ORIGINALS"], hstack.env["DMASK_BUCKET_ARTIFACTS"])
