@@ -44,6 +44,7 @@ class InProcessWorker:
 
     def loop(self) -> None:
         from workers.reconciler import SweepTimer
+        from workers.scratch import remove_abandoned
 
         last_reconcile = 0.0
         last_beat = 0.0
@@ -62,6 +63,7 @@ class InProcessWorker:
                     expire_artifacts(self.settings, get_store(self.settings))
                     last_reconcile = now
                     sweeper.maybe_sweep()
+                    remove_abandoned()
                 job_id = self.next_job()
             except Exception as exc:
                 log.error("in-process worker: database error: %s", exc_summary(exc))

@@ -4,6 +4,7 @@
   re-sent, or ``failed`` once ``max_deliveries`` is spent (dead-lettered).
 - Masked artifacts past ``artifact_retention_days`` are deleted (when that is set).
 - Every ``orphan_sweep_interval_s``, objects no row accounts for are removed (services.storage.sweeper).
+- Local job folders a killed worker left behind (holding an original) are removed (workers.scratch).
 - Jobs ``queued`` whose message the broker lost: all of them right after a broker restart (Redis
   without persistence forgets everything), otherwise those waiting longer than ``requeue_after_s``.
 Runs at worker start and every ``reconcile_interval_s``; several reconcilers at once are safe because
@@ -22,6 +23,7 @@ from services.jobs.dispatch import Dispatcher, get_dispatcher
 from services.logsafe import exc_summary
 from services.settings import Settings
 from services.storage import get_store
+from workers.scratch import remove_abandoned
 
 log = logging.getLogger("dmask.reconciler")
 
@@ -79,6 +81,7 @@ def run_forever(settings: Settings, stop: threading.Event, dispatcher: Dispatche
             # Logged without the message: a failed statement's text can carry identifiers.
             log.error("reconciler pass failed: %s", exc_summary(exc))
         sweeper.maybe_sweep()
+        remove_abandoned()
         if stop.wait(settings.reconcile_interval_s):
             return
 

@@ -14,7 +14,6 @@ import hmac
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 import uuid
@@ -28,6 +27,7 @@ from services.jobs.models import JobStatus
 from services.logsafe import exc_summary
 from services.settings import Settings
 from services.storage import ObjectNotFound, ObjectStore, StoreUnavailable, get_store, new_key
+from workers.scratch import job_scratch
 
 T = TypeVar("T")
 
@@ -329,10 +329,9 @@ def run_job(
     shutdown.busy = True
     try:
         with (
-            tempfile.TemporaryDirectory(prefix="dmask-job-") as tmp,
+            job_scratch() as workdir,
             LeaseKeeper(settings, claimed, shutdown) as lease,
         ):
-            workdir = Path(tmp)
             if claimed.original_key is None:
                 raise PermanentFailure("the original is no longer stored")
             src = workdir / "original"

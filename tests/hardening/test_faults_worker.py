@@ -62,9 +62,15 @@ def post(c: httpx.Client, record: str, data: bytes, name: str = "clip.mp4") -> s
 
 
 def running_with_progress(c: httpx.Client, job_id: str, timeout: float = 120) -> dict[str, Any]:
-    """Until the job runs and has reported progress: the worker is inside the masking step."""
+    """Until the job runs and reports progress past 0.7: the worker is inside the render and encode
+    loop of a slow-marked video (held there by the fault injection), its output unfinished."""
+
+    def mid_render() -> dict[str, Any] | None:
+        job: dict[str, Any] = c.get(f"/v1/jobs/{job_id}").json()
+        return job if job["status"] == "running" and job["progress"] > 0.7 else None
+
     return wait_for(
-        lambda: (j := c.get(f"/v1/jobs/{job_id}").json())["status"] == "running" and j["progress"] > 0 and j,
+        mid_render,
         timeout,
         f"job {job_id} running",
         interval=0.1,
@@ -82,20 +88,32 @@ def events(stack: Stack, job_id: str, action: str) -> list[dict[str, Any]]:
 def worker_stack(fresh_stack: Callable[..., Stack]) -> Stack:
     stack = fresh_stack(job_lease_s=4, reconcile_interval_s=1, max_deliveries=2, infra_retry_delay_s=1)
     fault_env(stack, slow_marker=SLOW, slow_s="4", crash_marker=CRASH)
+    scratch = stack.workdir / "tmp"  # the workers' own temp folder, to see what they leave there
+    scratch.mkdir()
+    stack.env["TMPDIR"] = str(scratch)
     stack.start_api()
     return stack
 
 
+def job_folders(stack: Stack) -> list[Path]:
+    return sorted((stack.workdir / "tmp").glob("dmask-job-*"))
+
+
 def test_sigkill_mid_video_is_redone_once(worker_stack: Stack, weed: Seaweed, clip: bytes) -> None:
+    """Killed inside the render loop, the worker leaves its job folder behind with the patient's
+    original in it; the job is redone once, and the next worker removes that folder."""
     stack = worker_stack
     worker = stack.start_worker()
     with stack.http(stack.key("clinic", "media:write", "media:read")) as c:
         job_id = post(c, "MRN-kill-video", marked(clip, SLOW))
         running_with_progress(c, job_id)
         worker.kill()  # SIGKILL to the parent and its pool child
+        [left] = job_folders(stack)
+        assert (left / "original").read_bytes() == marked(clip, SLOW)  # the patient's video
         assert c.get(f"/v1/jobs/{job_id}").json()["status"] == "running"  # until the lease expires
         stack.start_worker()
         job = wait_job(c, job_id, timeout=300)
+        wait_for(lambda: not job_folders(stack), 60, "the dead worker's job folder removed")
     assert job["status"] == "succeeded", job
     assert job["deliveries"] == 2
     assert [e["reason"] for e in events(stack, job_id, "job.requeued")] == ["worker lost (lease expired)"]

@@ -8,8 +8,10 @@ is imported (torch is not loaded early: the Celery parent must stay free of it).
     A job whose original contains these bytes kills its process with ``os.abort()`` (SIGABRT, like a
     decoder segfault) every time: a poison job.
 ``DMASK_FAULT_SLOW_MARKER`` / ``DMASK_FAULT_SLOW_S``
-    A job whose original contains these bytes reports progress every 0.2 s for this many seconds
-    before masking, so a test can signal the worker while a job is certainly running.
+    A video whose original contains these bytes is held for this many seconds inside the render and
+    encode loop (its first progress report past 0.7: every frame analysed, the first output frame
+    encoded, the rest not), reporting progress every 0.2 s, so a test can signal the worker while
+    the decoder and encoder are open and the output is unfinished.
 ``DMASK_FAULT_LOST_COMMIT_MARKER``
     In the API process: the first upload whose Idempotency-Key contains this text is committed, then
     its COMMIT answer is "lost" (the connection error a PostgreSQL restart gives at that moment).
@@ -31,6 +33,24 @@ SLOW_S = float(os.environ.get("DMASK_FAULT_SLOW_S", "0") or 0)
 LOST_COMMIT = os.environ.get("DMASK_FAULT_LOST_COMMIT_MARKER", "")
 
 
+def _held_mid_render(progress: Any) -> Any:
+    """``progress`` that, at its first report from the render loop (models.api reports analysis up
+    to 0.7, then 0.7 + 0.3 x frames written), holds the masking thread for ``SLOW_S`` seconds."""
+    held = False
+
+    def report(value: float) -> None:
+        nonlocal held
+        progress(value)
+        if not held and 0.7 < value < 1.0:
+            held = True
+            end = time.monotonic() + SLOW_S
+            while time.monotonic() < end:
+                progress(value)
+                time.sleep(0.2)
+
+    return report
+
+
 def _patch_runner(runner: Any) -> None:
     original = runner.mask_media
 
@@ -39,10 +59,7 @@ def _patch_runner(runner: Any) -> None:
         if CRASH and CRASH in data:
             os.abort()
         if SLOW and SLOW in data:
-            end = time.monotonic() + SLOW_S
-            while time.monotonic() < end:
-                progress(0.01)
-                time.sleep(0.2)
+            progress = _held_mid_render(progress)
         return original(settings, src, workdir, progress, record_id)
 
     runner.mask_media = mask_media
