@@ -121,9 +121,7 @@ def test_every_route_is_declared(served_routes: list[tuple[str, str]]) -> None:
     assert not undeclared, f"declare who may call these routes in ACCESS: {undeclared}"
     public = sorted(r for r in served_routes if ACCESS[r].public)
     assert all(
-        p.startswith(
-            ("/livez", "/readyz", "/openapi", "/docs", "/redoc", "/fhir/metadata", "/ui/")
-        )
+        p.startswith(("/livez", "/readyz", "/openapi", "/docs", "/redoc", "/fhir/metadata", "/ui/"))
         for _, p in public
     ), public
 
@@ -333,6 +331,21 @@ def scrape_metrics(stack: Stack) -> str:
     return r.text
 
 
+def leak_surfaces(stack: Stack, weed: Seaweed) -> dict[str, str]:
+    """Where PHI must never appear, as text: both logs, /metrics and every object key."""
+    time.sleep(1.5)  # let the worker flush its log lines
+    return {
+        "api log": stack.api.log.read_text(errors="replace") if stack.api else "",
+        "worker logs": "".join(w.log.read_text(errors="replace") for w in stack.workers),
+        "/metrics": scrape_metrics(stack),
+        "object keys": "\n".join(
+            o.object_name or ""
+            for bucket in (stack.env["DMASK_BUCKET_ORIGINALS"], stack.env["DMASK_BUCKET_ARTIFACTS"])
+            for o in weed.client().list_objects(bucket, recursive=True)
+        ),
+    }
+
+
 def test_no_phi_in_logs_metrics_keys_or_errors(hstack: Stack, weed: Seaweed, shared_data: Path) -> None:
     """A full flow with identifying record ID, file name and metadata; afterwards neither the API
     nor the worker log, /metrics, the object listing nor any error answer contains them."""
@@ -375,17 +388,7 @@ def test_no_phi_in_logs_metrics_keys_or_errors(hstack: Stack, weed: Seaweed, sha
         answers.append(c.get(f"/v1/jobs/{job['job_id']}"))
     with hstack.http("dmk_" + "2" * 16 + "_" + "y" * 43) as c:
         answers.append(c.get(f"/v1/records/{record}/media"))
-    time.sleep(1.5)  # let the worker flush its log lines
-    texts = {
-        "api log": hstack.api.log.read_text(errors="replace") if hstack.api else "",
-        "worker logs": "".join(w.log.read_text(errors="replace") for w in hstack.workers),
-        "/metrics": scrape_metrics(hstack),
-        "object keys": "\n".join(
-            o.object_name or ""
-            for bucket in (hstack.env["DMASK_BUCKET_ORIGINALS"], hstack.env["DMASK_BUCKET_ARTIFACTS"])
-            for o in weed.client().list_objects(bucket, recursive=True)
-        ),
-    }
+    texts = leak_surfaces(hstack, weed)
     errors = [a for a in answers if a.status_code >= 400]
     assert len(errors) >= 6
     for a in errors:
@@ -464,20 +467,10 @@ def test_no_dicom_header_phi_in_logs_metrics_or_failure_reasons(
         answers.append(c.get(f"/v1/records/{record}/media"))
     statuses = sorted(j["status"] for j in jobs)
     assert "succeeded" in statuses and "failed" in statuses, statuses  # both paths were exercised
-    time.sleep(1.5)  # let the worker flush its log lines
-    texts = {
-        "api log": hstack.api.log.read_text(errors="replace") if hstack.api else "",
-        "worker logs": "".join(w.log.read_text(errors="replace") for w in hstack.workers),
-        "/metrics": scrape_metrics(hstack),
-        "object keys": "\n".join(
-            o.object_name or ""
-            for bucket in (hstack.env["DMASK_BUCKET_ORIGINALS"], hstack.env["DMASK_BUCKET_ARTIFACTS"])
-            for o in weed.client().list_objects(bucket, recursive=True)
-        ),
-        "failure reasons": json.dumps(
-            query(hstack, "SELECT failure_reason FROM jobs WHERE failure_reason IS NOT NULL")
-        ),
-    }
+    texts = leak_surfaces(hstack, weed)
+    texts["failure reasons"] = json.dumps(
+        query(hstack, "SELECT failure_reason FROM jobs WHERE failure_reason IS NOT NULL")
+    )
     for i, a in enumerate(answers):
         texts[f"answer {i} {a.status_code} {a.request.method} {a.request.url.path}"] = a.text
     for where, text in texts.items():
