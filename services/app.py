@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request, Response
 from services import problems
 from services.artifacts.routes import router as artifacts_router
 from services.audit.routes import router as audit_router
-from services.auth.deps import RateLimiter
+from services.auth.ratelimit import make_rate_limiter
 from services.auth.routes import router as auth_router
 from services.dicomweb.routes import router as dicomweb_router
 from services.fhir.routes import router as fhir_router
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.rate_limiter = make_rate_limiter(settings)
     app.state.upload_executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="upload")
     app.state.dispatcher = get_dispatcher(settings)
     _register_job_metrics(settings)

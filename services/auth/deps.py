@@ -6,13 +6,12 @@ Every refusal (401, 403, first 429 of a window) is written to the audit log befo
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from collections.abc import Callable
 
 from fastapi import Request
 
 from services.audit import service as audit
+from services.auth.ratelimit import RateLimiter
 from services.auth.service import Principal, verify_key
 from services.db import session_scope
 from services.problems import Problem
@@ -68,30 +67,6 @@ def _audit_denial(
 def _route(request: Request) -> str:
     route = request.scope.get("route")
     return getattr(route, "path", None) or "unmatched"
-
-
-class RateLimiter:
-    """Fixed one-minute windows per client, per API process (with N replicas the effective limit is
-    N times the setting; a shared limiter belongs in the ingress)."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.per_minute = per_minute
-        self._windows: dict[str, tuple[int, int]] = {}
-        self._lock = threading.Lock()
-
-    def hit(self, client: str) -> tuple[bool, int, bool]:
-        """Returns (allowed, seconds until the window resets, first refusal in this window)."""
-        now = time.time()
-        window = int(now // 60)
-        with self._lock:
-            start, count = self._windows.get(client, (window, 0))
-            if start != window:
-                start, count = window, 0
-            count += 1
-            self._windows[client] = (start, count)
-        retry = 60 - int(now % 60)
-        allowed = self.per_minute <= 0 or count <= self.per_minute
-        return allowed, retry, count == self.per_minute + 1
 
 
 def throttle_source(request: Request) -> None:

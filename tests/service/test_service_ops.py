@@ -277,3 +277,37 @@ def test_orphan_sweeper_deletes_only_unreferenced_old_objects_and_audits_each(
     assert sorted((e["detail"]["bucket"], e["detail"]["key"], e["outcome"]) for e in events) == sorted(
         (b, k, "success") for b, k in orphans.items()
     )
+
+
+def within_one_window() -> None:
+    """Wait, if needed, so that a few seconds of requests fall into one one-minute window."""
+    if time.time() % 60 > 45:
+        time.sleep(61 - time.time() % 60)
+
+
+def test_rate_limit_is_shared_by_every_api_process(make_stack: Callable[..., Stack]) -> None:
+    """Two API processes of one deployment (uvicorn workers, replicas) count against one limit:
+    the counters are in the deployment's Redis, not in each process."""
+    first = make_stack(rate_limit_per_minute=5)
+    first.start_api()
+    second = Stack(workdir=first.workdir / "second", env=first.env)
+    second.workdir.mkdir()
+    second.start_api()
+    key = first.key("busy", "media:read")
+    within_one_window()
+    try:
+        with first.http(key) as a, second.http(key) as b:
+            codes = [(a if i % 2 else b).get("/v1/whoami").status_code for i in range(8)]
+    finally:
+        second.stop()
+    assert sorted(codes) == [200] * 5 + [429] * 3, codes
+
+
+def test_rate_limit_holds_per_process_while_redis_is_down(make_stack: Callable[..., Stack]) -> None:
+    s = make_stack(rate_limit_per_minute=5, broker_url=f"redis://127.0.0.1:{free_port()}/0")
+    s.start_api(probe="/livez")
+    key = s.key("busy", "media:read")
+    within_one_window()
+    with s.http(key) as c:
+        codes = [c.get("/v1/whoami").status_code for _ in range(8)]
+    assert codes == [200] * 5 + [429] * 3
