@@ -132,14 +132,15 @@ def test_the_masked_face_is_still_a_face_to_a_face_detector_and_landmarker(
     assert np.abs(a.angles[0] - b.angles[0]).max() < 8.0
 
 
-def test_two_masks_of_the_same_photo_share_no_appearance(
-    model: DigitalMask, load_photo: Callable[[str], np.ndarray]
-) -> None:
+def test_two_masks_of_the_same_photo_share_no_appearance(load_photo: Callable[[str], np.ndarray]) -> None:
     """Mask2Mask: rendering nuisances are drawn afresh per photo, so repeated masks of one person do
     not look alike beyond pose and eyes (skin tone, light and background differ)."""
     rgb = load_photo("faces/barack_obama/1.jpg")
-    first, second = model.analyse([rgb]), model.analyse([rgb])
+    # A fixed seed: two free draws can land close together now and then (the sessions' default is
+    # a fresh OS-random seed), and a test must not pass or fail by chance.
+    seeded = DigitalMask("cpu", 8, appearance_seed=20261128)
+    first, second = seeded.analyse([rgb]), seeded.analyse([rgb])
     assert first.appearance != second.appearance
-    a, b = model.render(first, 0), model.render(second, 0)
+    a, b = seeded.render(first, 0), seeded.render(second, 0)
     face = (a != _background(first)).any(axis=2) & (b != _background(second)).any(axis=2)
     assert np.abs(a[face].astype(int) - b[face].astype(int)).mean() > 5

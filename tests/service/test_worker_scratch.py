@@ -23,7 +23,11 @@ with job_scratch(Path(sys.argv[1])) as folder:
     print(folder, flush=True)
     time.sleep(600)
 """
-LATER = time.time() + CREATION_GRACE_S + 5  # past the grace period of a folder made now
+
+
+def later() -> float:
+    """A moment past the grace period of a folder made now."""
+    return time.time() + CREATION_GRACE_S + 5
 
 
 def hold_a_job_folder(base: Path) -> tuple[subprocess.Popen[str], Path]:
@@ -41,13 +45,13 @@ def hold_a_job_folder(base: Path) -> tuple[subprocess.Popen[str], Path]:
 def test_a_folder_in_use_is_kept_and_removed_once_its_process_is_killed(tmp_path: Path) -> None:
     proc, folder = hold_a_job_folder(tmp_path)
     try:
-        assert remove_abandoned(tmp_path, now=LATER) == []
+        assert remove_abandoned(tmp_path, now=later()) == []
         assert (folder / "original").exists()
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     assert (folder / "original").exists()  # SIGKILL: nothing cleaned up after itself
-    assert remove_abandoned(tmp_path, now=LATER) == [folder]
+    assert remove_abandoned(tmp_path, now=later()) == [folder]
     assert not folder.exists()
 
 
@@ -56,19 +60,19 @@ def test_a_folder_being_created_is_kept(tmp_path: Path) -> None:
     young = tmp_path / "dmask-job-young"
     young.mkdir()
     assert remove_abandoned(tmp_path) == []
-    assert remove_abandoned(tmp_path, now=LATER) == [young]
+    assert remove_abandoned(tmp_path, now=later()) == [young]
 
 
 def test_a_job_folder_is_private_and_removed_after_use(tmp_path: Path) -> None:
     with job_scratch(tmp_path) as folder:
         assert folder.stat().st_mode & 0o777 == 0o700
         (folder / "original").write_bytes(b"x")
-        assert remove_abandoned(tmp_path, now=LATER) == []  # this process holds it
+        assert remove_abandoned(tmp_path, now=later()) == []  # this process holds it
     assert not folder.exists()
 
 
 def test_other_folders_are_never_touched(tmp_path: Path) -> None:
     (tmp_path / "someone-else").mkdir()
     (tmp_path / "dmask-job-file").write_text("not a folder")
-    assert remove_abandoned(tmp_path, now=LATER) == []
+    assert remove_abandoned(tmp_path, now=later()) == []
     assert (tmp_path / "someone-else").is_dir() and (tmp_path / "dmask-job-file").is_file()
