@@ -55,6 +55,8 @@ class Appearance:
             ambient=float(rng.uniform(0.34, 0.5)),
             background=(grey + float(tint[0]), grey + float(tint[1]), grey + float(tint[2])),
         )
+
+
 _PUPIL_R, _IRIS_R, _LIMBUS_W = 0.2, 0.5, 0.06  # in iris diameters
 
 
