@@ -16,24 +16,19 @@ import torch
 
 from models.eyes import EyeState, eye_axes
 from models.template import (
-    BROWS,
     EYE_INNER,
     EYE_OUTER,
     EYE_RING,
     LIPS_INNER,
-    LIPS_OUTER,
     LOWER_LID,
     UPPER_LID,
     load_canonical_face,
 )
+from models.texture import texture_frame
 
 # Appearance of the template: generic and identical for everyone (sRGB 0..1).
-SKIN = (0.80, 0.66, 0.58)
-BROW = (0.50, 0.40, 0.34)
-LIP = (0.66, 0.38, 0.36)
-LID_MARGIN = (0.30, 0.22, 0.20)
-LASH_LINE = (0.08, 0.06, 0.05)  # upper lid margin: the dark edge face tools look for
-SCLERA = (0.93, 0.93, 0.90)
+# (the skin, brows, lashes and lips are painted by models/texture.py)
+SCLERA = (0.86, 0.83, 0.79)
 IRIS = (0.36, 0.25, 0.16)
 LIMBUS = (0.18, 0.12, 0.08)
 PUPIL = (0.04, 0.04, 0.04)
@@ -54,7 +49,9 @@ class TemplateRig:
     vertices: np.ndarray  # (468, 3) template, image axes
     triangles: np.ndarray  # (F, 3) skin + eye plates + mouth plate (indices into the 480 vertices)
     material: np.ndarray  # (480,) material id per vertex
-    albedo: np.ndarray  # (480, 3) skin albedo per vertex (used by the skin material)
+    albedo: np.ndarray  # (480, 3) flat colour per vertex of the eye and mouth plates (skin: unused)
+    lid_skin: np.ndarray  # (468, 2, 2, 7) how much each vertex follows each lid point (eye, lid, point)
+    uv: np.ndarray  # (480, 2) texture coordinates (rest template x, y) in grid_sample's [-1, 1]
     lid_u: np.ndarray  # (2, 2, 7) template lid points along the eye axis (eye, upper/lower, point)
     lid_v: np.ndarray  # (2, 2, 7) template lid heights above the corner line
     eye_width: np.ndarray  # (2,) template corner-to-corner width
@@ -74,15 +71,7 @@ def template_rig() -> TemplateRig:
         idx = list(ring)
         centre = v[idx, :2].mean(axis=0)
         v[idx, :2] = centre + EYE_SCALE * (v[idx, :2] - centre)
-    albedo = np.tile(np.array(SKIN), (468, 1))
-    for brow in BROWS:
-        albedo[list(brow[:5])] = BROW  # upper brow line only: a broad band pulls face tools' eye points up
-    albedo[list(LIPS_OUTER)] = LIP
-    albedo[list(LIPS_INNER)] = LIP
-    for ring in EYE_RING:
-        albedo[list(ring)] = LID_MARGIN
-    for lid in UPPER_LID:
-        albedo[list(lid)] = LASH_LINE
+    albedo = np.zeros((468, 3))  # the skin is textured
 
     extra_v: list[np.ndarray] = []
     extra_t: list[np.ndarray] = []
@@ -131,11 +120,49 @@ def template_rig() -> TemplateRig:
         triangles=np.concatenate([face.triangles, *extra_t]).astype(np.int64),
         material=material,
         albedo=albedo.astype(np.float32),
+        lid_skin=_lid_skin_weights(v),
+        uv=texture_frame(v).to_uv(all_v[:, :2].astype(np.float64)).astype(np.float32),
         lid_u=lid_u,
         lid_v=lid_v,
         eye_width=width,
         iris_diameter=face.iris_diameter,
     )
+
+
+_LID_SKIN_REACH = (0.42, 0.3)  # template units: how far the skin above / below a lid follows it
+
+
+def _lid_skin_weights(v: np.ndarray) -> np.ndarray:
+    """Weights that let the skin around each lid follow the lid margin, fading with distance.
+
+    Without them only the margin vertices move: an opening lid would slide over the next ring of
+    vertices and fold its triangles (the painted lashes vanish into the fold). With them the lid skin
+    moves as one sheet, most near the margin and not at all at the brow or on the cheek.
+    """
+    weights = np.zeros((468, 2, 2, 7))
+    ring_all = {i for ring in EYE_RING for i in ring}
+    for e in range(2):
+        centre = 0.5 * (v[EYE_OUTER[e], :2] + v[EYE_INNER[e], :2])
+        width = float(np.linalg.norm(v[EYE_INNER[e], :2] - v[EYE_OUTER[e], :2]))
+        for k, lid in enumerate((UPPER_LID[e], LOWER_LID[e])):
+            pts = v[list(lid), :2]
+            for i in range(468):
+                if i in ring_all or np.linalg.norm(v[i, :2] - centre) > 1.2 * width:
+                    continue
+                above = v[i, 1] < np.interp(v[i, 0], *_sorted_xy(pts)) if k == 0 else False
+                below = v[i, 1] > np.interp(v[i, 0], *_sorted_xy(pts)) if k == 1 else False
+                if not (above or below):
+                    continue
+                d = np.linalg.norm(pts - v[i, :2], axis=1)
+                near = np.exp(-0.5 * (d / 0.25) ** 2)
+                fade = float(np.exp(-0.5 * (d.min() / _LID_SKIN_REACH[k]) ** 2))
+                weights[i, e, k] = fade * near / max(float(near.sum()), 1e-9)
+    return weights
+
+
+def _sorted_xy(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.argsort(pts[:, 0])
+    return pts[order, 0], pts[order, 1]
 
 
 @dataclass(frozen=True)
@@ -207,14 +234,33 @@ def posed_vertices(
             v[idx, 2] = tv[idx, 2]
         for corner in (EYE_OUTER[e], EYE_INNER[e]):
             v[corner] = tv[corner]
+        # the skin around each lid follows its margin (see _lid_skin_weights)
+        for k, lid in enumerate((UPPER_LID[e], LOWER_LID[e])):
+            moved = v[list(lid), :2] - tv[list(lid), :2]  # (7, 2)
+            w = torch.as_tensor(rig.lid_skin[:, e, k], device=dev, dtype=dt)  # (468, 7)
+            v[:468, :2] += w @ moved
     return scale * (v @ rot.T) + trans
 
 
-def eye_plate_coords(eyes: EyeDrive) -> np.ndarray:
-    """Per eye-plate vertex: position relative to the rendered iris centre, in iris diameters (8, 2).
+@dataclass(frozen=True)
+class EyePlates:
+    """What the eye shader needs for one posed face: where each eye-plate vertex sits in its eye's
+    local frame, and where the driven iris and lids are in that frame (template units)."""
 
-    Interpolated across the plate, this tells each pixel how far it is from the iris centre, so the
-    iris is drawn foreshortened with the head pose for free.
+    local: np.ndarray  # (8, 2) plate vertices (u along outer->inner corner, v up), per eye 4 vertices
+    iris_uv: np.ndarray  # (2, 2) rendered iris centre per eye
+    lid_u: np.ndarray  # (2, 2, 7) lid points along the eye axis (eye, upper/lower, point)
+    lid_v: np.ndarray  # (2, 2, 7) driven lid heights
+    iris_diameter: float
+    eye_width: np.ndarray  # (2,)
+
+
+def eye_plate_coords(eyes: EyeDrive) -> EyePlates:
+    """The eye-plate geometry and the driven eye state, for shading the eyeball per pixel.
+
+    Interpolated across the plate, the local coordinates tell each pixel where it is relative to the
+    iris and to the lid margins, so the iris is drawn foreshortened with the head pose for free and
+    the upper lid can shade the eyeball below it.
     """
     rig = template_rig()
     out = np.zeros((8, 2))
@@ -223,6 +269,12 @@ def eye_plate_coords(eyes: EyeDrive) -> np.ndarray:
         inner = rig.vertices[EYE_INNER[e], :2].astype(np.float64)
         u_ax, v_ax = eye_axes(outer, inner)
         corners = rig.vertices[468 + 4 * e : 472 + 4 * e, :2] - outer
-        local = np.stack([corners @ u_ax, corners @ v_ax], axis=1)
-        out[4 * e : 4 * e + 4] = (local - eyes.iris_uv[e]) / rig.iris_diameter
-    return out
+        out[4 * e : 4 * e + 4] = np.stack([corners @ u_ax, corners @ v_ax], axis=1)
+    return EyePlates(
+        local=out,
+        iris_uv=eyes.iris_uv,
+        lid_u=rig.lid_u,
+        lid_v=eyes.lid_v,
+        iris_diameter=rig.iris_diameter,
+        eye_width=rig.eye_width,
+    )

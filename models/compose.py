@@ -18,11 +18,14 @@ from models.avatar import (
     LIMBUS,
     MATERIAL_EYE,
     MATERIAL_MOUTH,
+    MATERIAL_SKIN,
     PUPIL,
     SCLERA,
+    EyePlates,
     template_rig,
 )
 from models.render import interpolate, rasterize, vertex_normals
+from models.texture import TextureStyle, paint_texture
 
 _DIFFUSE = 0.62
 
@@ -40,12 +43,13 @@ class Appearance:
     to_light: tuple[float, float, float] = (-0.25, -0.45, -1.0)  # towards the light (image axes)
     ambient: float = 0.42
     background: tuple[float, float, float] = BACKGROUND
+    texture: TextureStyle = TextureStyle()
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Appearance:
         tone = float(rng.uniform(0.0, 1.0))  # lighter .. darker skin, warm .. neutral
         gain = (1.05 - 0.35 * tone, 1.05 - 0.38 * tone + float(rng.uniform(-0.04, 0.04)), 1.05 - 0.40 * tone)
-        az, el = np.radians(rng.uniform(-35, 35)), np.radians(rng.uniform(-10, 35))
+        az, el = np.radians(rng.uniform(-15, 15)), np.radians(rng.uniform(5, 30))
         light = (float(np.sin(az) * np.cos(el)), float(-np.sin(el)), float(-np.cos(az) * np.cos(el)))
         grey = float(rng.uniform(0.30, 0.62))
         tint = rng.uniform(-0.03, 0.03, size=3)
@@ -54,6 +58,7 @@ class Appearance:
             to_light=light,
             ambient=float(rng.uniform(0.34, 0.5)),
             background=(grey + float(tint[0]), grey + float(tint[1]), grey + float(tint[2])),
+            texture=TextureStyle.random(rng),
         )
 
 
@@ -63,7 +68,7 @@ _PUPIL_R, _IRIS_R, _LIMBUS_W = 0.2, 0.5, 0.06  # in iris diameters
 @dataclass(frozen=True)
 class PosedFace:
     vertices: torch.Tensor  # (480, 3) frame pixels + depth
-    eye_coords: np.ndarray  # (8, 2) eye-plate vertices relative to the iris centre, in iris diameters
+    eye_coords: EyePlates  # eye-plate geometry and the driven iris and lids, for the eye shader
 
 
 # Small faces are rendered at (at least) this many pixels across and area-downsampled into the frame:
@@ -106,32 +111,39 @@ def render_faces(
 
 
 def _shade_face(
-    verts: torch.Tensor, eye_coords: np.ndarray, h: int, w: int, device: torch.device, look: Appearance
+    verts: torch.Tensor, plates: EyePlates, h: int, w: int, device: torch.device, look: Appearance
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One face rasterised and shaded into an (h, w) tile: colour (h, w, 3) and coverage (h, w)."""
     rig = template_rig()
     tris = torch.as_tensor(rig.triangles, device=device)
     material = torch.as_tensor(rig.material, device=device)
-    albedo = torch.as_tensor(rig.albedo, device=device).clone()
-    skin = material == 0
-    albedo[skin] = albedo[skin] * torch.tensor(look.skin_gain, device=device)
-    eye_uv = torch.zeros(verts.shape[0], 2, device=device)
-    eye_uv[468:476] = torch.as_tensor(eye_coords, device=device, dtype=torch.float32)
+    uv = torch.as_tensor(rig.uv, device=device)
+    eye_local = torch.zeros(verts.shape[0], 2, device=device)
+    eye_local[468:476] = torch.as_tensor(plates.local, device=device, dtype=torch.float32)
     normals = vertex_normals(verts, tris)
-    attrs = torch.cat([albedo, normals, eye_uv], dim=1)
+    attrs = torch.cat([uv, normals, eye_local], dim=1)
     frags = rasterize(verts, tris, h, w)
     a = interpolate(frags, tris, attrs)
-    mat = material[tris[frags.triangle, 0]]
+    first = tris[frags.triangle, 0]
+    mat = material[first]
     to_light = torch.tensor(look.to_light, device=device)
     light = to_light / to_light.norm()
-    n = a[:, 3:6] / a[:, 3:6].norm(dim=1, keepdim=True).clamp_min(1e-6)
-    shade = (look.ambient + _DIFFUSE * (n @ light).clamp_min(0.0)).unsqueeze(1)
-    colour = a[:, 0:3] * shade
+    n = a[:, 2:5] / a[:, 2:5].norm(dim=1, keepdim=True).clamp_min(1e-6)
+    lambert = (n @ light).clamp_min(0.0)
+    shade = (look.ambient + _DIFFUSE * lambert).unsqueeze(1)
+    colour = torch.zeros(a.shape[0], 3, device=device)
+    skin = mat == MATERIAL_SKIN
+    if bool(skin.any()):
+        tex = _texture(look, device)
+        grid = a[skin, 0:2].view(1, 1, -1, 2)
+        albedo = F.grid_sample(tex, grid, mode="bilinear", align_corners=False)[0, :, 0].T
+        colour[skin] = albedo * torch.tensor(look.skin_gain, device=device) * shade[skin]
     eye = mat == MATERIAL_EYE
     if bool(eye.any()):
-        colour[eye] = _eye_colour(a[eye, 6:8], device)
+        which = torch.div(first[eye] - 468, 4, rounding_mode="floor")
+        colour[eye] = _eye_colour(a[eye, 5:7], which, plates, device) * (0.75 + 0.25 * shade[eye])
     mouth = mat == MATERIAL_MOUTH
-    colour[mouth] = a[mouth, 0:3]
+    colour[mouth] = torch.as_tensor(rig.albedo, device=device)[first[mouth]]
     rgb = torch.zeros(h * w, 3, device=device)
     cover = torch.zeros(h * w, device=device)
     rgb[frags.pixel] = colour
@@ -139,14 +151,60 @@ def _shade_face(
     return rgb.reshape(h, w, 3), cover.reshape(h, w)
 
 
-def _eye_colour(rel: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """Generic eye: sclera, a brown iris with a dark limbal ring, a black pupil (per pixel)."""
-    r = rel.norm(dim=1, keepdim=True)
-    sclera = torch.tensor(SCLERA, device=device)
-    iris = torch.tensor(IRIS, device=device)
-    limbus = torch.tensor(LIMBUS, device=device)
-    pupil = torch.tensor(PUPIL, device=device)
-    out = torch.where(r < _IRIS_R, iris, sclera)
-    out = torch.where((r >= _IRIS_R - _LIMBUS_W) & (r < _IRIS_R), limbus, out)
-    # a gentle shadow under the upper lid makes the eye read as a ball, not a sticker
-    return torch.where(r < _PUPIL_R, pupil, out) * 0.97
+_TEXTURES: dict[tuple[TextureStyle, str], torch.Tensor] = {}
+
+
+def _texture(look: Appearance, device: torch.device) -> torch.Tensor:
+    """The painted skin for this appearance draw, (1, 3, H, W) on the device; painted once per draw."""
+    key = (look.texture, str(device))
+    if key not in _TEXTURES:
+        if len(_TEXTURES) >= 4:  # one draw per photo or video: keep only the latest few
+            _TEXTURES.pop(next(iter(_TEXTURES)))
+        img, _ = paint_texture(template_rig().vertices, look.texture)
+        _TEXTURES[key] = torch.as_tensor(img, device=device).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return _TEXTURES[key]
+
+
+def _lid_height(u: torch.Tensor, lid_u: np.ndarray, lid_v: np.ndarray, device: torch.device) -> torch.Tensor:
+    """Piecewise-linear lid height at positions ``u`` along the eye axis (ends held)."""
+    order = np.argsort(lid_u)
+    xs = torch.as_tensor(lid_u[order], device=device, dtype=torch.float32)
+    ys = torch.as_tensor(lid_v[order], device=device, dtype=torch.float32)
+    k = torch.searchsorted(xs, u.contiguous()).clamp(1, len(xs) - 1)
+    x0, x1, y0, y1 = xs[k - 1], xs[k], ys[k - 1], ys[k]
+    t = ((u - x0) / (x1 - x0).clamp_min(1e-6)).clamp(0.0, 1.0)
+    return y0 + t * (y1 - y0)
+
+
+def _eye_colour(
+    local: torch.Tensor, which: torch.Tensor, plates: EyePlates, device: torch.device
+) -> torch.Tensor:
+    """Generic eyeball per pixel: shaded sclera, a textured iris with a dark limbal ring, a pupil with a
+    catch-light, and the shadow the upper lid casts on the ball (deep when the eye is narrowed)."""
+    out = torch.zeros(local.shape[0], 3, device=device)
+    d = plates.iris_diameter
+    for e in range(2):
+        sel = which == e
+        if not bool(sel.any()):
+            continue
+        u, v = local[sel, 0], local[sel, 1]
+        iris_u, iris_v = (float(x) for x in plates.iris_uv[e])
+        rel = torch.stack([(u - iris_u) / d, (v - iris_v) / d], dim=1)
+        r = rel.norm(dim=1)
+        half = float(plates.eye_width[e]) / 2
+        corner = ((u - half).abs() / half).clamp(0, 1)
+        sclera = torch.tensor(SCLERA, device=device) * (1.0 - 0.22 * corner**2).unsqueeze(1)
+        angle = torch.atan2(rel[:, 1], rel[:, 0])
+        streak = 1.0 + 0.12 * torch.sin(angle * 17.0) * torch.sin(angle * 5.0 + 1.3)
+        ring = 0.8 + 0.35 * ((r - _PUPIL_R) / (_IRIS_R - _PUPIL_R)).clamp(0, 1)
+        iris = torch.tensor(IRIS, device=device) * (streak * ring).unsqueeze(1)
+        limbus_t = ((r - (_IRIS_R - _LIMBUS_W)) / _LIMBUS_W).clamp(0, 1).unsqueeze(1)
+        iris = iris * (1 - limbus_t) + torch.tensor(LIMBUS, device=device) * limbus_t
+        col = torch.where((r < _IRIS_R).unsqueeze(1), iris, sclera)
+        col = torch.where((r < _PUPIL_R).unsqueeze(1), torch.tensor(PUPIL, device=device), col)
+        glint = ((rel - torch.tensor([-0.12, -0.14], device=device)).norm(dim=1) < 0.07).unsqueeze(1)
+        col = torch.where(glint, torch.tensor((0.95, 0.95, 0.95), device=device), col)
+        upper = _lid_height(u, plates.lid_u[e, 0], plates.lid_v[e, 0], device)
+        below = ((upper - v) / (0.45 * d)).clamp(0, 1)
+        out[sel] = col * (0.35 + 0.65 * below).unsqueeze(1)
+    return out

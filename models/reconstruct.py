@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from models.eyes import EyeState, iris_diameter, measure_eyes
+from models.eyes import EyeState, calibrate_closure, iris_diameter, measure_eyes
 from models.filters import binomial3, median3
 from models.geometry import euler_to_rotation, fit_similarity, rotation_to_euler
 from models.template import EYE_RING, RIGID, load_canonical_face
@@ -57,7 +57,8 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
     expression = expression * np.minimum(1.0, _MAX_EXPRESSION / np.maximum(norm, 1e-9))
     for ring in EYE_RING:  # eyes are driven by measurements only, never by raw eye-shape motion
         expression[:, list(ring)] = 0.0
-    eyes = measure_eyes(head, head_iris, diameter=np.median(iris_diameter(head_iris), axis=0))
+    ruler = np.median(iris_diameter(head_iris), axis=0)
+    eyes = calibrate_closure(measure_eyes(head, head_iris, diameter=ruler))
     eyes = EyeState(
         width=eyes.width,
         upper=median3(eyes.upper),
