@@ -40,6 +40,7 @@ MATERIAL_SKIN, MATERIAL_EYE, MATERIAL_MOUTH = 0, 1, 2
 # iris positions readable by downstream face tools at video resolutions. Same for every patient.
 EYE_SCALE = 1.0
 _PLATE_DEPTH = 0.35  # eye and mouth plates sit this far (template units) behind their openings
+_UPPER_LIP_CENTRE, _LOWER_LIP_CENTRE = 13, 14  # inner lip points (MediaPipe topology)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def template_rig() -> TemplateRig:
         extra_t.append(tri)
     lips = v[list(LIPS_INNER)]
     lo, hi = lips[:, :2].min(0), lips[:, :2].max(0)
-    pad = 0.1 * (hi - lo) + 0.05
+    pad = np.array([0.25, 0.3])  # generous: the skin around the mouth hides what the opening does not show
     quad = np.array(
         [
             [lo[0] - pad[0], lo[1] - pad[1]],
@@ -218,6 +219,10 @@ def posed_vertices(
     dev, dt = rot.device, rot.dtype
     v = torch.as_tensor(rig.vertices, device=dev, dtype=dt).clone()
     v[:468] += expression
+    # the mouth plate follows the lips: its top edge the upper lip, its bottom edge the lower lip, so an
+    # open mouth shows the plate, never the background through the face
+    v[476:478] += expression[_UPPER_LIP_CENTRE]
+    v[478:480] += expression[_LOWER_LIP_CENTRE]
     tv = torch.as_tensor(rig.vertices, device=dev, dtype=dt)
     for e in range(2):
         outer = tv[EYE_OUTER[e], :2]

@@ -24,7 +24,9 @@ from models.avatar import (
     EyePlates,
     template_rig,
 )
+from models.eyes import EYEBALL_RADIUS_MM
 from models.render import interpolate, rasterize, vertex_normals
+from models.template import IRIS_DIAMETER_MM
 from models.texture import TextureStyle, paint_texture
 
 _DIFFUSE = 0.62
@@ -189,7 +191,11 @@ def _eye_colour(
             continue
         u, v = local[sel, 0], local[sel, 1]
         iris_u, iris_v = (float(x) for x in plates.iris_uv[e])
-        rel = torch.stack([(u - iris_u) / d, (v - iris_v) / d], dim=1)
+        # the iris sits on a ball: turned away from the camera it narrows (foreshortening)
+        ball = EYEBALL_RADIUS_MM / IRIS_DIAMETER_MM * d
+        cos_u = float(np.cos(np.arcsin(np.clip((iris_u - float(plates.eye_width[e]) / 2) / ball, -0.9, 0.9))))
+        cos_v = float(np.cos(np.arcsin(np.clip(iris_v / ball, -0.9, 0.9))))
+        rel = torch.stack([(u - iris_u) / (d * cos_u), (v - iris_v) / (d * cos_v)], dim=1)
         r = rel.norm(dim=1)
         half = float(plates.eye_width[e]) / 2
         corner = ((u - half).abs() / half).clamp(0, 1)
