@@ -40,7 +40,7 @@ def _frames(path: Path, wanted: set[int]) -> dict[int, np.ndarray]:
 
 def _eye_box(perception: FacePerception, image: np.ndarray) -> tuple[int, int, int, int]:
     """A box around both eyes of the largest face (from the original, used for both halves)."""
-    faces = perception.process(image)
+    faces = perception([image])[0]
     if not faces:
         h, w = image.shape[:2]
         return 0, 0, w, h
@@ -61,15 +61,17 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("out", type=Path)
     p.add_argument("items", nargs="+", help="VIDEO:FRAME[,FRAME...][:LABEL]")
+    p.add_argument("--work", type=Path, help="keep (and reuse) the masked videos in this folder")
     args = p.parse_args(argv)
     perception = FacePerception()
     rows: list[Image.Image] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.work or Path(scratch)
         for item in args.items:
             parts = item.split(":")
             video, frames = Path(parts[0]), [int(f) for f in parts[1].split(",")]
             label = parts[2] if len(parts) > 2 else video.stem
-            masked = Path(tmp) / f"{video.stem}.mp4"
+            masked = tmp / f"{video.stem}.mp4"
             if not masked.exists():
                 mask_file(video, masked)
             originals, masks = _frames(video, set(frames)), _frames(masked, set(frames))
