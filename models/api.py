@@ -111,7 +111,11 @@ def _mask_photo(model: DigitalMask, src: Path, dst: Path, default_format: str, m
         metrics=seq.metrics(),
         frames_total=1,
         frames_blanked=seq.frames_blanked,
-        extra={"faces": int(seq.analysis.faces_per_frame[0]), "format": fmt},
+        extra={
+            "faces": int(seq.analysis.faces_per_frame[0]),
+            "format": fmt,
+            "bystanders_not_drawn": seq.bystanders_not_drawn,
+        },
     )
 
 
@@ -157,5 +161,10 @@ def _mask_video(
         metrics=seq.metrics(),
         frames_total=seq.n_frames,
         frames_blanked=seq.frames_blanked,
-        extra={"fps": float(info.fps), "width": info.width, "height": info.height},
+        extra={
+            "fps": float(info.fps),
+            "width": info.width,
+            "height": info.height,
+            "bystanders_not_drawn": seq.bystanders_not_drawn,
+        },
     )

@@ -169,7 +169,12 @@ def _json_array(a: np.ndarray) -> list[Any]:
 
 
 def build_metrics(
-    rec: TrackReconstruction | None, n_frames: int, fps: float | None, blanked: int, faces: np.ndarray
+    rec: TrackReconstruction | None,
+    n_frames: int,
+    fps: float | None,
+    blanked: int,
+    faces: np.ndarray,
+    bystanders: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The metrics document: per-frame arrays (JSON lists, null for missing) and the summary."""
     series = frame_series(rec, n_frames)
@@ -180,6 +185,11 @@ def build_metrics(
         "frames": n_frames,
         "frames_blanked": blanked,
         "faces_per_frame": faces.astype(int).tolist(),
+        # unconfirmed faces other than the patient's, per frame: not drawn, frame kept (fail closed
+        # applies to the patient only)
+        "bystanders_not_drawn": (
+            bystanders.astype(int).tolist() if bystanders is not None else [0] * n_frames
+        ),
         "eye_order": ["right (OD)", "left (OS)"],
         "units": {"length": "mm (iris diameter 11.7 mm as ruler)", "angle": "degrees"},
         "series": {k: _json_array(v) for k, v in series.items()},

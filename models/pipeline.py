@@ -19,8 +19,10 @@ import torch
 from models.avatar import drive_eyes, eye_plate_coords, posed_vertices
 from models.compose import Appearance, PosedFace, render_faces
 from models.eyes import EyeState
+from models.failclosed import FailClosed, decide
 from models.metrics import build_metrics
 from models.perception import FacePerception
+from models.perception.roi import bbox
 from models.reconstruct import TrackReconstruction, reconstruct
 from models.tracking import Analysis, FaceTracker
 
@@ -40,6 +42,7 @@ class MaskedSequence:
     patient: TrackReconstruction | None
     fps: float | None
     appearance: Appearance
+    fail_closed: FailClosed
 
     @property
     def n_frames(self) -> int:
@@ -47,11 +50,21 @@ class MaskedSequence:
 
     @property
     def frames_blanked(self) -> int:
-        return int(self.analysis.blank.sum())
+        return int(self.fail_closed.blank.sum())
+
+    @property
+    def bystanders_not_drawn(self) -> int:
+        """Unconfirmed faces (not the patient's) left undrawn, summed over frames."""
+        return int(self.fail_closed.bystanders.sum())
 
     def metrics(self) -> dict[str, Any]:
         return build_metrics(
-            self.patient, self.n_frames, self.fps, self.frames_blanked, self.analysis.faces_per_frame
+            self.patient,
+            self.n_frames,
+            self.fps,
+            self.frames_blanked,
+            self.analysis.faces_per_frame,
+            self.fail_closed.bystanders,
         )
 
 
@@ -87,13 +100,26 @@ class DigitalMask:
         recs = [reconstruct(t, self.device) for t in analysis.tracks]
         patient = max(recs, key=lambda r: (len(r.frames), r.face_size), default=None)
         look = Appearance.random(self._rng)
-        return MaskedSequence(analysis=analysis, tracks=recs, patient=patient, fps=fps, appearance=look)
+        boxes: dict[int, np.ndarray] = {}
+        for track in analysis.tracks:
+            if patient is not None and track.id == patient.track_id:
+                boxes = {i: bbox(o.points) for i, o in track.observations.items() if not o.carried}
+        window = round(fps) if fps else 0  # about a second of video
+        return MaskedSequence(
+            analysis=analysis,
+            tracks=recs,
+            patient=patient,
+            fps=fps,
+            appearance=look,
+            fail_closed=decide(analysis.unconfirmed, boxes, window),
+        )
 
     def render(self, seq: MaskedSequence, index: int) -> np.ndarray:
-        """Output frame ``index``: template faces on a plain background, or a black frame when a face
-        was present that could not be masked safely (fail closed)."""
+        """Output frame ``index``: the confirmed faces as templates on a plain background, or a black
+        frame when the patient's face was present but could not be masked safely (fail closed).
+        Unconfirmed bystanders are never drawn (see models/failclosed.py)."""
         a = seq.analysis
-        if a.blank[index]:
+        if seq.fail_closed.blank[index]:
             return np.zeros((a.height, a.width, 3), dtype=np.uint8)
         faces = []
         for rec in seq.tracks:

@@ -16,6 +16,7 @@ from itertools import islice
 import numpy as np
 
 from models.perception import FacePerception
+from models.perception.roi import bbox
 from models.perception.types import FaceLandmarks, Roi
 from models.template import EYE_RING
 
@@ -51,13 +52,14 @@ class Track:
 
 @dataclass
 class Analysis:
-    """What pass 1 found: tracks of faces and the frames that must be blanked."""
+    """What pass 1 found: tracks of faces, and per frame the faces it could not confirm (which frames
+    that blanks is decided once the patient is known: models/failclosed.py)."""
 
     height: int
     width: int
     n_frames: int
     tracks: list[Track]
-    blank: np.ndarray  # (n_frames,) bool: a face was present but could not be masked safely
+    unconfirmed: list[np.ndarray]  # per frame, (k, 4) boxes of confident detections without a confident mesh
     faces_per_frame: np.ndarray  # (n_frames,) int
 
 
@@ -70,10 +72,6 @@ def refine(face: FaceLandmarks) -> FaceObservation:
         points[list(ring), :2] = face.eye_contours[e, :16, :2]
         iris[e, :, 2] = points[list(ring), 2].mean()
     return FaceObservation(points=points, iris=iris, presence=float(face.presence))
-
-
-def _box(points: np.ndarray) -> np.ndarray:
-    return np.array([points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()])
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -107,7 +105,7 @@ class FaceTracker:
     ) -> Analysis:
         tracks: list[Track] = []
         active: list[Track] = []
-        blank: list[bool] = []
+        unconfirmed: list[np.ndarray] = []
         counts: list[int] = []
         height = width = 0
         index = 0
@@ -119,11 +117,14 @@ class FaceTracker:
             for frame, dets, faces in zip(batch, detections, found, strict=True):
                 good = [f for f in faces if f.presence >= self.min_presence]
                 good = _dedupe(good)
-                # a confidently detected face whose landmarks failed: this frame is not safe
-                failed = any(d.score >= self.fail_detection_score and not _covered(d.box, good) for d in dets)
+                # a confidently detected face whose landmarks failed: it cannot be masked, so it is never
+                # drawn; whether the frame is blanked depends on whose face it is (failclosed.decide)
+                failed = [
+                    d.box for d in dets if d.score >= self.fail_detection_score and not _covered(d.box, good)
+                ]
                 active, new_tracks = self._link(frame, index, good, active)
                 tracks.extend(new_tracks)
-                blank.append(failed)
+                unconfirmed.append(np.asarray(failed, dtype=np.float32).reshape(-1, 4))
                 counts.append(sum(1 for t in active if index in t.observations))
                 index += 1
             if progress is not None:
@@ -133,7 +134,7 @@ class FaceTracker:
             width=width,
             n_frames=index,
             tracks=[t for t in tracks if any(not o.carried for o in t.observations.values())],
-            blank=np.asarray(blank, dtype=bool),
+            unconfirmed=unconfirmed,
             faces_per_frame=np.asarray(counts, dtype=np.int64),
         )
 
@@ -141,11 +142,11 @@ class FaceTracker:
         self, frame: np.ndarray, index: int, faces: list[FaceLandmarks], active: list[Track]
     ) -> tuple[list[Track], list[Track]]:
         obs = [refine(f) for f in faces]
-        boxes = [_box(o.points) for o in obs]
+        boxes = [bbox(o.points) for o in obs]
         unmatched = set(range(len(obs)))
         still: list[Track] = []
         for track in sorted(active, key=lambda t: t.first):
-            prev = _box(track.last().points)
+            prev = bbox(track.last().points)
             best, best_iou = None, 0.3
             for k in unmatched:
                 iou = _iou(prev, boxes[k])
@@ -184,14 +185,14 @@ class FaceTracker:
 
 
 def _covered(box: np.ndarray, faces: list[FaceLandmarks]) -> bool:
-    return any(_iou(box, _box(f.mesh)) > 0.2 for f in faces)
+    return any(_iou(box, bbox(f.mesh)) > 0.2 for f in faces)
 
 
 def _dedupe(faces: list[FaceLandmarks]) -> list[FaceLandmarks]:
     """Two detections of one face give two meshes on the same spot: keep the more confident."""
     kept: list[FaceLandmarks] = []
     for f in sorted(faces, key=lambda f: -f.presence):
-        if all(_iou(_box(f.mesh), _box(k.mesh)) < 0.5 for k in kept):
+        if all(_iou(bbox(f.mesh), bbox(k.mesh)) < 0.5 for k in kept):
             kept.append(f)
     return kept
 

@@ -52,7 +52,7 @@ def roi_from_detection(det: Detection) -> Roi:
     return roi_from_box(det.box, det.keypoints[0], det.keypoints[1], FACE_ROI_SCALE)
 
 
-def _bbox(points: np.ndarray) -> np.ndarray:
+def bbox(points: np.ndarray) -> np.ndarray:
     return np.array([points[:, 0].min(), points[:, 1].min(), points[:, 0].max(), points[:, 1].max()])
 
 
@@ -60,7 +60,7 @@ def roi_from_mesh(mesh: np.ndarray) -> Roi:
     """Face ROI for the next video frame from this frame's mesh (landmark bbox scaled 1.5, rotation
     from landmarks 33 -> 263), so tracking needs no detector run."""
     a, b = MESH_ROTATION_POINTS
-    return roi_from_box(_bbox(mesh[:, :2]), mesh[a, :2], mesh[b, :2], FACE_ROI_SCALE)
+    return roi_from_box(bbox(mesh[:, :2]), mesh[a, :2], mesh[b, :2], FACE_ROI_SCALE)
 
 
 def eye_rois_tensor(mesh: torch.Tensor) -> torch.Tensor:
