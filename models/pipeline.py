@@ -105,6 +105,8 @@ class DigitalMask:
             if patient is not None and track.id == patient.track_id:
                 boxes = {i: bbox(o.points) for i, o in track.observations.items() if not o.carried}
         window = round(fps) if fps else 0  # about a second of video
+        for track in analysis.tracks:  # reconstructed: the raw landmarks are not needed any more
+            track.observations.clear()
         return MaskedSequence(
             analysis=analysis,
             tracks=recs,

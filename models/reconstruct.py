@@ -36,29 +36,69 @@ class TrackReconstruction:
     face_size: float  # median scale x template width in pixels: which face is the patient
 
 
+# Memory: the per-frame work runs in chunks of this many frames, and the neutral face is the median
+# over at most _NEUTRAL_SAMPLES evenly spaced frames, so the transient float64 arrays are bounded and
+# what a track keeps per frame is its pose, its eye numbers and its float32 expression (5.6 KiB).
+_CHUNK = 1024
+_NEUTRAL_SAMPLES = 1500
+
+
+def _to_head(p: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Landmarks in the head frame, in template units: X = R^T (P - t) / s."""
+    return torch.einsum("tji,tnj->tni", rot, p - trans[:, None, :]) / scale[:, None, None]
+
+
 def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackReconstruction:
     frames = np.array(sorted(track.observations), dtype=np.int64)
     obs = [track.observations[int(i)] for i in frames]
-    pts = torch.tensor(np.stack([o.points for o in obs]), dtype=torch.float64, device=device)
-    iris = torch.tensor(np.stack([o.iris for o in obs]), dtype=torch.float64, device=device)
+    n = len(frames)
     template = torch.tensor(load_canonical_face().vertices, dtype=torch.float64, device=device)
     rigid = list(RIGID)
-    rot, scale, trans = fit_similarity(template[rigid], pts[:, rigid])
 
-    # landmarks in the head frame, in template units: X = R^T (P - t) / s
-    def to_head(p: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("tji,tnj->tni", rot, p - trans[:, None, :]) / scale[:, None, None]
+    def chunk(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
+        pts = torch.tensor(np.stack([o.points for o in obs[lo:hi]]), dtype=torch.float64, device=device)
+        iris = torch.tensor(np.stack([o.iris for o in obs[lo:hi]]), dtype=torch.float64, device=device)
+        return pts, iris.reshape(hi - lo, -1, 3)
 
-    head = to_head(pts).cpu().numpy()
-    head_iris = to_head(iris.reshape(len(frames), -1, 3)).reshape(len(frames), 2, 5, 3).cpu().numpy()
-    neutral = np.median(head, axis=0)
-    expression = head - neutral[None]
-    norm = np.linalg.norm(expression, axis=-1, keepdims=True)
-    expression = expression * np.minimum(1.0, _MAX_EXPRESSION / np.maximum(norm, 1e-9))
-    for ring in EYE_RING:  # eyes are driven by measurements only, never by raw eye-shape motion
-        expression[:, list(ring)] = 0.0
-    ruler = np.median(iris_diameter(head_iris), axis=0)
-    eyes = calibrate_closure(measure_eyes(head, head_iris, diameter=ruler))
+    # pass A: pose per frame and the iris ruler; head points only for the neutral's sample of frames
+    rot = np.empty((n, 3, 3))
+    scale = np.empty(n)
+    trans = np.empty((n, 3))
+    diameters = np.empty((n, 2))
+    sample = set(np.unique(np.linspace(0, n - 1, min(n, _NEUTRAL_SAMPLES)).round().astype(int)).tolist())
+    sampled: list[np.ndarray] = []
+    for lo in range(0, n, _CHUNK):
+        hi = min(n, lo + _CHUNK)
+        pts, iris = chunk(lo, hi)
+        r, sc, t = fit_similarity(template[rigid], pts[:, rigid])
+        rot[lo:hi], scale[lo:hi], trans[lo:hi] = r.cpu().numpy(), sc.cpu().numpy(), t.cpu().numpy()
+        head_iris = _to_head(iris, r, t, sc).reshape(hi - lo, 2, 5, 3).cpu().numpy()
+        diameters[lo:hi] = iris_diameter(head_iris)
+        keep = [k - lo for k in range(lo, hi) if k in sample]
+        if keep:
+            sampled.append(_to_head(pts[keep], r[keep], t[keep], sc[keep]).cpu().numpy().astype(np.float32))
+    neutral = np.median(np.concatenate(sampled), axis=0)
+    ruler = np.median(diameters, axis=0)
+
+    # pass B: expression (motion relative to the neutral) and the eye state, chunk by chunk
+    expression = np.empty((n, 468, 3), dtype=np.float32)
+    eye_parts: list[EyeState] = []
+    for lo in range(0, n, _CHUNK):
+        hi = min(n, lo + _CHUNK)
+        pts, iris = chunk(lo, hi)
+        r = torch.as_tensor(rot[lo:hi], device=device)
+        t = torch.as_tensor(trans[lo:hi], device=device)
+        sc = torch.as_tensor(scale[lo:hi], device=device)
+        head = _to_head(pts, r, t, sc).cpu().numpy()
+        head_iris = _to_head(iris, r, t, sc).reshape(hi - lo, 2, 5, 3).cpu().numpy()
+        motion = head - neutral[None]
+        norm = np.linalg.norm(motion, axis=-1, keepdims=True)
+        motion = motion * np.minimum(1.0, _MAX_EXPRESSION / np.maximum(norm, 1e-9))
+        for ring in EYE_RING:  # eyes are driven by measurements only, never by raw eye-shape motion
+            motion[:, list(ring)] = 0.0
+        expression[lo:hi] = motion
+        eye_parts.append(measure_eyes(head, head_iris, diameter=ruler))
+    eyes = calibrate_closure(_concat_eyes(eye_parts))
     eyes = EyeState(
         width=eyes.width,
         upper=median3(eyes.upper),
@@ -67,7 +107,7 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         iris_v=median3(eyes.iris_v),
         iris_diameter=eyes.iris_diameter,
     )
-    angles = rotation_to_euler(rot).cpu().numpy()
+    angles = rotation_to_euler(torch.as_tensor(rot)).cpu().numpy()
     smooth_rot = euler_to_rotation(torch.tensor(binomial3(angles))).cpu().numpy()
     width = float(np.linalg.norm(template[234, :2].cpu().numpy() - template[454, :2].cpu().numpy()))
     return TrackReconstruction(
@@ -75,10 +115,24 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         frames=frames,
         carried=np.array([o.carried for o in obs]),
         rotation=smooth_rot,
-        scale=binomial3(scale.cpu().numpy()),
-        translation=binomial3(trans.cpu().numpy()),
+        scale=binomial3(scale),
+        translation=binomial3(trans),
         angles=angles,
-        expression=expression.astype(np.float32),
+        expression=expression,
         eyes=eyes,
-        face_size=float(np.median(scale.cpu().numpy())) * width,
+        face_size=float(np.median(scale)) * width,
+    )
+
+
+def _concat_eyes(parts: list[EyeState]) -> EyeState:
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([np.broadcast_to(getattr(p, name), p.upper.shape) for p in parts])
+
+    return EyeState(
+        width=cat("width"),
+        upper=cat("upper"),
+        lower=cat("lower"),
+        iris_u=cat("iris_u"),
+        iris_v=cat("iris_v"),
+        iris_diameter=cat("iris_diameter"),
     )
