@@ -75,8 +75,9 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         head_iris = _to_head(iris, r, t, sc).reshape(hi - lo, 2, 5, 3).cpu().numpy()
         diameters[lo:hi] = iris_diameter(head_iris)
         keep = [k - lo for k in range(lo, hi) if k in sample]
-        if keep:
-            sampled.append(_to_head(pts[keep], r[keep], t[keep], sc[keep]).cpu().numpy().astype(np.float32))
+        if keep:  # computed exactly as pass B does, so a still face has an expression of exactly 0
+            r64, t64, s64 = (torch.as_tensor(a[lo:hi], device=device) for a in (rot, trans, scale))
+            sampled.append(_to_head(pts, r64, t64, s64).cpu().numpy()[keep])
     neutral = np.median(np.concatenate(sampled), axis=0)
     ruler = np.median(diameters, axis=0)
 
