@@ -1,0 +1,280 @@
+"""Clinical-sign phantoms: real clips with ONE eye sign added at a known size (issue #14, item 4).
+
+Why: the eye metrics and the mask must carry ptosis, squint, nystagmus and winks; a real clip with a
+sign of known size, compared with the same clip untouched, tests that without a patient who has it
+(the subject's own anatomy cancels in the difference). Sizes are in mm, turned into pixels with the
+iris diameter (11.7 mm) measured by our own perception on the clip.
+
+This reads real pixels: it is a test/evaluation tool and must never be imported by models/ or services/.
+
+    python tools/phantoms.py ptosis --eye right --mm 2 IN OUT
+    python tools/phantoms.py squint --eye left --deg 15 IN OUT
+    python tools/phantoms.py nystagmus --eye both --hz 3 --deg 5 IN OUT
+    python tools/phantoms.py wink --eye right --start 30 --frames 6 IN OUT
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from models.media import VideoWriter, iter_frames, probe_video  # noqa: E402
+from models.perception import FacePerception  # noqa: E402
+
+IRIS_MM = 11.7
+EYEBALL_RADIUS_MM = 12.0
+EYES = {"right": 0, "left": 1}
+# MediaPipe face-mesh indices per eye (0 = subject's right, OD; 1 = subject's left, OS)
+UPPER_LID = ([33, 246, 161, 160, 159, 158, 157, 173, 133], [263, 466, 388, 387, 386, 385, 384, 398, 362])
+LOWER_LID = ([33, 7, 163, 144, 145, 153, 154, 155, 133], [263, 249, 390, 373, 374, 380, 381, 382, 362])
+BROW = ([46, 53, 52, 65, 55], [276, 283, 282, 295, 285])
+
+
+@dataclass(frozen=True)
+class EyeGeometry:
+    """One eye in one frame, in pixels: lid curves (sorted by x), brow curve, iris centre and radius."""
+
+    upper: np.ndarray  # (k, 2)
+    lower: np.ndarray  # (k, 2)
+    brow: np.ndarray  # (m, 2)
+    iris_centre: np.ndarray  # (2,)
+    iris_radius: float
+
+
+def _curve(points: np.ndarray) -> np.ndarray:
+    return points[np.argsort(points[:, 0])]
+
+
+def measure(
+    frames: list[np.ndarray], perception: FacePerception
+) -> list[tuple[EyeGeometry, EyeGeometry] | None]:
+    """Both eyes' geometry per frame (None where no face was found)."""
+    out: list[tuple[EyeGeometry, EyeGeometry] | None] = []
+    roi = None
+    for frame in frames:
+        if roi is None:  # detect once, then follow the mesh (detection is the slow part)
+            dets = perception.detect(frame)[0]
+            if not dets:
+                out.append(None)
+                continue
+            roi = perception.roi_from_detection(dets[0])
+        face = perception.landmarks(frame, [[roi]])[0][0]
+        roi = perception.roi_from_mesh(face.mesh) if face.presence > 0.5 else None
+        mesh = face.mesh[:, :2].astype(np.float64)
+        eyes = []
+        for e in (0, 1):
+            iris = face.iris[e, :, :2].astype(np.float64)
+            radius = 0.25 * (np.linalg.norm(iris[1] - iris[3]) + np.linalg.norm(iris[2] - iris[4]))
+            eyes.append(
+                EyeGeometry(
+                    _curve(mesh[UPPER_LID[e]]),
+                    _curve(mesh[LOWER_LID[e]]),
+                    _curve(mesh[BROW[e]]),
+                    iris[0],
+                    radius,
+                )
+            )
+        out.append((eyes[0], eyes[1]))
+    return out
+
+
+def px_per_mm(geometry: list[tuple[EyeGeometry, EyeGeometry] | None]) -> float:
+    """Pixels per mm on this clip: median iris diameter over frames and eyes / 11.7 mm."""
+    diam = [2 * g.iris_radius for pair in geometry if pair for g in pair]
+    if not diam:
+        raise ValueError("no face found in the clip")
+    return float(np.median(diam)) / IRIS_MM
+
+
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def lower_upper_lid(frame: np.ndarray, eye: EyeGeometry, drop_px: float | None) -> np.ndarray:
+    """The upper lid warped down by ``drop_px`` at the iris (None: down to the lower lid, a closed eye).
+
+    A smooth vertical displacement field (cv2.remap) confined between the brow and the lower lid
+    margin: full drop from the lid margin down, fading to 0 at the brow and within 2 px below the
+    lower lid, tapered to 0 beyond the eye corners. The lower lid does not move."""
+    h, w = frame.shape[:2]
+    x0, x1 = eye.upper[0, 0], eye.upper[-1, 0]
+    width = x1 - x0
+    taper = 0.25 * width
+    xs = np.arange(int(max(0, x0 - taper)), int(min(w, x1 + taper + 1)))
+    cx = np.clip(xs, x0, x1)
+    up = np.interp(cx, eye.upper[:, 0], eye.upper[:, 1])
+    lo = np.interp(cx, eye.lower[:, 0], eye.lower[:, 1])
+    brow = np.interp(cx, eye.brow[:, 0], eye.brow[:, 1])
+    aperture = np.maximum(lo - up, 0.0)
+    drop = aperture.copy() if drop_px is None else np.minimum(drop_px, aperture)
+    outside = np.maximum(x0 - xs, xs - x1).clip(min=0)
+    drop = drop * (1 - _smoothstep(outside / taper))
+    y_top = int(max(0, brow.min()))
+    y_bot = int(min(h, lo.max() + 4))
+    ys = np.arange(y_top, y_bot)[:, None].astype(np.float64)
+    above = _smoothstep((ys - brow[None]) / np.maximum(up - brow, 1.0)[None])  # 0 at brow, 1 at margin
+    below = 1 - _smoothstep((ys - lo[None]) / 2.0)  # 1 down to the lower lid, 0 two px below
+    weight = np.where(ys < up[None], above, below)
+    disp = (weight * drop[None]).astype(np.float32)
+    gx, gy = np.meshgrid(xs.astype(np.float32), ys[:, 0].astype(np.float32))
+    region = frame[y_top:y_bot, xs[0] : xs[-1] + 1]
+    warped = cv2.remap(frame, gx, gy - disp, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = frame.copy()
+    out[y_top:y_bot, xs[0] : xs[-1] + 1] = warped if region.shape == warped.shape else region
+    return out
+
+
+def _opening_mask(shape: tuple[int, ...], eye: EyeGeometry) -> np.ndarray:
+    poly = np.concatenate([eye.upper, eye.lower[::-1]])
+    mask = np.zeros(shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def shift_iris(frame: np.ndarray, eye: EyeGeometry, dx_px: float) -> np.ndarray:
+    """The iris disc moved ``dx_px`` horizontally (+ = image right = the subject's left in a frontal
+    view), the uncovered part filled with this eye's sclera colour, all clipped to the lid opening."""
+    opening = _opening_mask(frame.shape, eye)
+    h, w = frame.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w]
+    r = eye.iris_radius * 1.05
+    old_disc = (xx - eye.iris_centre[0]) ** 2 + (yy - eye.iris_centre[1]) ** 2 <= r * r
+    sclera = opening & ~old_disc
+    if sclera.sum() < 5:
+        return frame.copy()
+    pixels = frame[sclera].astype(np.float64)
+    bright = pixels[pixels.sum(1) >= np.percentile(pixels.sum(1), 50)]
+    colour = np.median(bright, axis=0)
+    out = frame.copy()
+    out[opening & old_disc] = colour.astype(np.uint8)
+    m = np.float32([[1, 0, dx_px], [0, 1, 0]])
+    moved = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    new_disc = (xx - eye.iris_centre[0] - dx_px) ** 2 + (yy - eye.iris_centre[1]) ** 2 <= r * r
+    paste = opening & new_disc
+    out[paste] = moved[paste]
+    return out
+
+
+def rotation_mm(deg: float) -> float:
+    """Horizontal iris displacement of an eye rotated ``deg`` (12 mm eyeball radius)."""
+    return EYEBALL_RADIUS_MM * math.sin(math.radians(deg))
+
+
+def _eyes(which: str) -> list[int]:
+    return [0, 1] if which == "both" else [EYES[which]]
+
+
+def ptosis(frames: list[np.ndarray], eye: str, mm: float, perception: FacePerception) -> list[np.ndarray]:
+    geo = measure(frames, perception)
+    drop = mm * px_per_mm(geo)
+    return [
+        f if g is None else lower_upper_lid(f, g[EYES[eye]], drop) for f, g in zip(frames, geo, strict=True)
+    ]
+
+
+def squint(frames: list[np.ndarray], eye: str, deg: float, perception: FacePerception) -> list[np.ndarray]:
+    geo = measure(frames, perception)
+    dx = rotation_mm(deg) * px_per_mm(geo)
+    return [f if g is None else shift_iris(f, g[EYES[eye]], dx) for f, g in zip(frames, geo, strict=True)]
+
+
+def nystagmus(
+    frames: list[np.ndarray], eye: str, hz: float, deg: float, fps: float, perception: FacePerception
+) -> list[np.ndarray]:
+    geo = measure(frames, perception)
+    amp = rotation_mm(deg) * px_per_mm(geo)
+    out = []
+    for t, (f, g) in enumerate(zip(frames, geo, strict=True)):
+        dx = amp * math.sin(2 * math.pi * hz * t / fps)
+        for e in _eyes(eye):
+            if g is not None:
+                f = shift_iris(f, g[e], dx)
+        out.append(f)
+    return out
+
+
+def wink(
+    frames: list[np.ndarray], eye: str, start: int, n: int, perception: FacePerception
+) -> list[np.ndarray]:
+    geo = measure(frames, perception)
+    return [
+        lower_upper_lid(f, g[EYES[eye]], None) if g is not None and start <= t < start + n else f
+        for t, (f, g) in enumerate(zip(frames, geo, strict=True))
+    ]
+
+
+def read_clip(path: Path, max_frames: int | None = None) -> tuple[list[np.ndarray], float]:
+    """The first ``max_frames`` upright RGB frames and the clip's frame rate."""
+    frames: list[np.ndarray] = []
+    for vf in iter_frames(path):
+        frames.append(vf.image)
+        if max_frames and len(frames) >= max_frames:
+            break
+    return frames, float(probe_video(path).fps)
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    h, w = frames[0].shape[:2]
+    with VideoWriter(path, fps, w, h, crf=10) as writer:
+        for f in frames:
+            writer.write(f)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("sign", choices=["ptosis", "squint", "nystagmus", "wink", "none"])
+    ap.add_argument("input", type=Path)
+    ap.add_argument("output", type=Path)
+    ap.add_argument("--eye", default="right", choices=["right", "left", "both"])
+    ap.add_argument("--mm", type=float, default=2.0, help="ptosis: upper-lid drop")
+    ap.add_argument("--deg", type=float, default=15.0, help="squint: rotation; nystagmus: amplitude")
+    ap.add_argument("--hz", type=float, default=3.0, help="nystagmus frequency")
+    ap.add_argument("--start", type=int, default=30, help="wink: first closed frame")
+    ap.add_argument("--frames", type=int, default=6, help="wink: closed frames")
+    ap.add_argument("--max-frames", type=int, default=90)
+    a = ap.parse_args(argv)
+    frames, fps = read_clip(a.input, a.max_frames)
+    out = make(a.sign, frames, fps, eye=a.eye, mm=a.mm, deg=a.deg, hz=a.hz, start=a.start, n=a.frames)
+    write_clip(a.output, out, fps)
+    return 0
+
+
+def make(
+    sign: str,
+    frames: list[np.ndarray],
+    fps: float,
+    *,
+    eye: str = "right",
+    mm: float = 2.0,
+    deg: float = 15.0,
+    hz: float = 3.0,
+    start: int = 30,
+    n: int = 6,
+    perception: FacePerception | None = None,
+) -> list[np.ndarray]:
+    """One sign added to ``frames`` ("none": the frames unchanged, the comparison clip)."""
+    p = perception or FacePerception("cpu")
+    if sign == "ptosis":
+        return ptosis(frames, eye, mm, p)
+    if sign == "squint":
+        return squint(frames, eye, deg, p)
+    if sign == "nystagmus":
+        return nystagmus(frames, eye, hz, deg, fps, p)
+    if sign == "wink":
+        return wink(frames, eye, start, n, p)
+    if sign == "none":
+        return list(frames)
+    raise ValueError(f"unknown sign {sign!r}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
