@@ -147,11 +147,13 @@ async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _storage_handler(request: Request, exc: Exception) -> JSONResponse:
-    from services.storage import ObjectNotFound
+    from services.storage import ObjectNotFound, StoreUnavailable
 
     if isinstance(exc, ObjectNotFound):
         return await _unhandled_handler(request, exc)
-    log.warning("object store unavailable (request %s): %s", getattr(request.state, "request_id", "-"), exc)
+    # An outage is logged once per state change by the store's circuit breaker, not per request.
+    level = logging.DEBUG if isinstance(exc, StoreUnavailable) else logging.WARNING
+    log.log(level, "object store failed (request %s): %s", getattr(request.state, "request_id", "-"), exc)
     return problem_response(request, storage_unavailable())
 
 

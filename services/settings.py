@@ -61,11 +61,17 @@ class Settings(BaseSettings):
         "and requeued.",
     )
     reconcile_interval_s: float = Field(default=30.0, gt=0, description="Seconds between reconciler passes.")
+    broker_check_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between a worker's checks of the broker (reachable? lost its queues?) and of "
+        "running jobs past their lease: a broker restart or a dead worker's job is acted on within this.",
+    )
     requeue_after_s: float = Field(
         default=3600.0,
         gt=0,
         description="A job still queued after this long is re-sent to the broker (a lost message); "
-        "a broker restart is detected at once and resends everything queued.",
+        "a broker restart is detected within broker_check_interval_s and resends everything queued.",
     )
     embedded_poll_s: float = Field(default=1.0, gt=0, description="In-process worker: idle poll interval.")
     worker_shutdown_timeout_s: float | None = Field(
@@ -102,6 +108,11 @@ class Settings(BaseSettings):
     s3_access_key: SecretStr | None = Field(default=None, description="S3 access key id.")
     s3_secret_key: SecretStr | None = Field(default=None, description="S3 secret access key.")
     s3_secure: bool = Field(default=True, description="Use TLS to reach the S3 store.")
+    s3_ca_bundle: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the S3 store's certificate (a private CA). "
+        "Unset: the system trust store.",
+    )
     s3_region: str | None = Field(
         default=None, description="S3 region; set it so presigning needs no round trip (us-east-1 if unset)."
     )

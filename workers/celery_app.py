@@ -87,6 +87,14 @@ app.steps["worker"].add(Heartbeat)
 _reconciler_started = threading.Event()
 
 
+@signals.worker_init.connect
+def _adopt_temp_dir(**_: Any) -> None:
+    """Parent process, before the pool forks: a temp folder a SIGKILL does not leave behind."""
+    from workers.scratch import adopt_process_temp_dir
+
+    adopt_process_temp_dir()
+
+
 @signals.worker_process_init.connect
 def _child_init(**_: Any) -> None:
     """In each pool child: drop database connections inherited from the parent."""

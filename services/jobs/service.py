@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -357,16 +357,18 @@ def recover_stale(settings: Settings, worker: str = "reconciler") -> list[str]:
     return requeue
 
 
-def queued_to_resend(settings: Settings, *, everything: bool) -> list[str]:
+def queued_to_resend(settings: Settings, *, everything: bool, since: datetime | None = None) -> list[str]:
     """Queued jobs whose broker message may be lost: all of them after a broker restart, else those
-    waiting longer than ``requeue_after_s``. Their ``enqueued_at`` is bumped so each is resent at most
-    once per period (duplicates are harmless: only one claim can win)."""
+    waiting longer than ``requeue_after_s`` and (``since``) those queued while the broker was
+    unreachable. Their ``enqueued_at`` is bumped so each is resent at most once per period
+    (duplicates are harmless: only one claim can win)."""
     now = utcnow()
     cutoff = now - timedelta(seconds=settings.requeue_after_s)
     with session_scope(settings) as session:
         stmt = select(Job.id).where(Job.status == JobStatus.queued)
         if not everything:
-            stmt = stmt.where(Job.enqueued_at < cutoff)
+            stale = Job.enqueued_at < cutoff
+            stmt = stmt.where(stale | (Job.enqueued_at >= since) if since is not None else stale)
         ids = list(session.execute(stmt.order_by(Job.enqueued_at)).scalars())
         if ids:
             session.execute(

@@ -49,6 +49,7 @@ ACCESS: dict[tuple[str, str], Rule] = {
     # health, metrics, docs
     ("GET", "/livez"): PUBLIC,
     ("GET", "/readyz"): PUBLIC,
+    ("GET", "/dependencies"): PUBLIC,  # up/down of database, broker, store: no data
     ("GET", "/metrics"): Rule(scopes=("metrics",)),  # Prometheus scrapes with a metrics-only key
     ("GET", "/openapi.json"): PUBLIC,
     ("GET", "/docs"): PUBLIC,
@@ -121,7 +122,9 @@ def test_every_route_is_declared(served_routes: list[tuple[str, str]]) -> None:
     assert not undeclared, f"declare who may call these routes in ACCESS: {undeclared}"
     public = sorted(r for r in served_routes if ACCESS[r].public)
     assert all(
-        p.startswith(("/livez", "/readyz", "/openapi", "/docs", "/redoc", "/fhir/metadata", "/ui/"))
+        p.startswith(
+            ("/livez", "/readyz", "/dependencies", "/openapi", "/docs", "/redoc", "/fhir/metadata", "/ui/")
+        )
         for _, p in public
     ), public
 
