@@ -5,7 +5,6 @@ a Redis or SeaweedFS process of this test's own is killed and started again."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -17,11 +16,9 @@ for p in (TESTS / "service", TESTS / "hardening", TESTS / "deploy", HERE):
     if str(p) not in sys.path:
         sys.path.insert(0, str(p))
 
-_spec = importlib.util.spec_from_file_location("service_conftest_ops", TESTS / "service" / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_service_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_service_conftest)
+from service_support import service_fixtures  # noqa: E402
 
+_service_conftest = service_fixtures("service_conftest_ops")
 shared_data = _service_conftest.shared_data
 weed = _service_conftest.weed
 make_stack = _service_conftest.make_stack

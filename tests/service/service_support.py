@@ -272,6 +272,18 @@ class Proc:
         self.popen.wait(10)
 
 
+def service_fixtures(module_name: str) -> Any:
+    """tests/service/conftest.py loaded as a module, so that another suite's conftest registers the
+    very same fixtures (``make_stack``, ``weed``, ``shared_data``) instead of copies."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module_name, Path(__file__).with_name("conftest.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def clean_env() -> dict[str, str]:
     """The test process's environment without any DMASK_ setting (each stack sets its own)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("DMASK_")}
