@@ -366,8 +366,10 @@ class S3Store:
     ) -> str | None:
         if bucket == "originals":
             return None  # SSE-C objects need the key in headers: never hand those out
-        url: str = self._call(
-            lambda: self.presign_client.presigned_get_object(
+        # Pure computation (the region is known): not a store call, so not behind the circuit
+        # breaker; a link handed out during an outage works once the store is back.
+        try:
+            return self.presign_client.presigned_get_object(
                 self._b(bucket),
                 key,
                 expires=timedelta(seconds=ttl_s),
@@ -375,7 +377,6 @@ class S3Store:
                     "response-content-type": content_type,
                     "response-content-disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
                 },
-            ),
-            key,
-        )
-        return url
+            )
+        except _SDK_ERRORS as exc:
+            raise self._wrap(exc, key) from exc

@@ -199,3 +199,23 @@ def test_a_requeued_job_goes_to_the_front_of_the_queue(broker: PrivateRedis) -> 
     while (item := client.rpop("gpu-front")) is not None:
         order.append(json.loads(item)["headers"]["argsrepr"])
     assert order == ["['requeued']", "['waiting-1']", "['waiting-2']"]
+
+
+def test_the_chart_migrates_as_its_own_role_when_given_one() -> None:
+    """docs/operations.md's two roles through the chart: the hook Job takes the migration role's
+    URL from its own Secret; the API and workers keep the application role's settings."""
+    rendered = render({"migrations": {"database": {"existingSecret": "dmask-migrator"}}})
+    job = next(d for d in rendered.of_kind("Job") if d["metadata"]["name"].endswith("-migrate"))
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    url = next(e for e in container["env"] if e["name"] == "DMASK_DATABASE_URL")
+    assert url["valueFrom"]["secretKeyRef"] == {"name": "dmask-migrator", "key": "database-url"}
+    api_url = rendered.effective_env(rendered.container("-api"))["DMASK_DATABASE_URL"]
+    assert "dmask-migrator" not in str(api_url)
+    default_job = next(d for d in render().of_kind("Job") if d["metadata"]["name"].endswith("-migrate"))
+    env = {e["name"]: e for e in default_job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "secretKeyRef" not in str(env["DMASK_DATABASE_URL"])  # built from externalDatabase
+
+
+def test_compose_redis_refuses_instead_of_evicting() -> None:
+    command = " ".join(load_yaml(COMPOSE_FILE)["services"]["redis"]["command"])
+    assert "--maxmemory-policy noeviction" in command and "--appendonly yes" in command
