@@ -24,7 +24,7 @@ from celery import Celery, bootsteps, signals
 
 from services.retention.schedule import BEAT_SCHEDULE  # imports no Celery app: no cycle
 from services.settings import Settings, get_settings
-from workers.heartbeat import touch
+from workers.heartbeat import keep_alive_while_excused, touch
 
 log = logging.getLogger("dmask.worker")
 
@@ -61,13 +61,15 @@ def make_celery(settings: Settings) -> Celery:
 
 class Heartbeat(bootsteps.StartStopStep):
     """Touches ``settings.heartbeat_path`` from the worker's own timer: if the worker's event loop
-    wedges, the file goes stale and the liveness probe restarts the pod."""
+    wedges, the file goes stale and the liveness probe restarts the pod. While the broker is
+    unreachable the loop is excused (workers.heartbeat) and a thread keeps the file fresh."""
 
     requires = {"celery.worker.components:Timer"}
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.tref: Any = None
+        self.stop_keep_alive = threading.Event()
 
     def start(self, parent: Any) -> None:
         settings = get_settings()
@@ -75,8 +77,15 @@ class Heartbeat(bootsteps.StartStopStep):
         self.tref = parent.timer.call_repeatedly(
             settings.worker_heartbeat_interval_s, touch, (settings.heartbeat_path,), priority=10
         )
+        threading.Thread(
+            target=keep_alive_while_excused,
+            args=(settings.heartbeat_path, settings.worker_heartbeat_interval_s, self.stop_keep_alive),
+            name="heartbeat-keep-alive",
+            daemon=True,
+        ).start()
 
     def stop(self, parent: Any) -> None:
+        self.stop_keep_alive.set()
         if self.tref is not None:
             self.tref.cancel()
 

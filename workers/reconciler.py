@@ -28,9 +28,14 @@ from services.jobs.dispatch import Dispatcher, get_dispatcher
 from services.logsafe import exc_summary
 from services.settings import Settings
 from services.storage import get_store
+from workers.heartbeat import excuse
 from workers.scratch import remove_abandoned
 
 log = logging.getLogger("dmask.reconciler")
+
+#: Celery's consumer backs off up to 30 s between reconnection attempts; its event loop (and so the
+#: heartbeat) resumes only after one succeeds.
+BROKER_RECONNECT_GRACE_S = 60.0
 
 
 class BrokerWatch:
@@ -49,6 +54,8 @@ class BrokerWatch:
         try:
             lost = self.dispatcher.broker_lost_state()
         except Exception as exc:
+            # Celery's consumer is reconnecting (not wedged): keep the liveness probe off it.
+            excuse(BROKER_RECONNECT_GRACE_S + 2 * settings.broker_check_interval_s)
             if self.reachable is not False:
                 log.warning("broker unreachable: %s", type(exc).__name__)
                 # Uploads that failed to send just before this worker noticed count too.
@@ -58,6 +65,7 @@ class BrokerWatch:
             return []
         if self.reachable is False:
             log.warning("broker reachable again")
+            excuse(BROKER_RECONNECT_GRACE_S)  # the consumer's next reconnection attempt may be 30 s off
         self.reachable = True
         since, self.unreachable_since = self.unreachable_since, None
         first_contact, self.seen_marker = not self.seen_marker, True

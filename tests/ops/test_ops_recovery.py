@@ -1,11 +1,14 @@
 """Recovery behaviours of a worker, against a real Redis and real worker processes: it notices a
-broker restart by itself (no false alarm on a broker it meets for the first time), and a worker
-killed with SIGKILL leaves no temp folder behind once another worker runs. How fast these happen is
-measured by benchmarks/recovery.py, not timed here."""
+broker restart by itself (no false alarm on a broker it meets for the first time), its liveness
+heartbeat survives a broker outage but not a freeze, and a worker killed with SIGKILL leaves no temp
+folder behind once another worker runs. How fast recovery happens is measured by
+benchmarks/recovery.py, not timed here."""
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,3 +78,39 @@ def test_sigkilled_worker_leaves_no_temp_folder(
     stack.start_worker()
     wait_for(lambda: not (left & set(os.listdir(tmp))), 60, "killed worker's folder removed")
     assert not [n for n in os.listdir(tmp) if n.startswith("pymp-")]
+
+
+def heartbeat_age(stack: Stack) -> float:
+    return time.time() - Path(stack.env["DMASK_WORKER_HEARTBEAT_FILE"]).stat().st_mtime
+
+
+def test_worker_liveness_holds_through_a_broker_outage_and_fails_when_frozen(
+    make_stack: Callable[..., Stack], tmp_path: Path
+) -> None:
+    """Celery's event loop stops while it reconnects to a lost broker; the heartbeat must not, or
+    the liveness probe would restart every worker (and kill their jobs) for a Redis outage. A
+    frozen worker, though, must go stale. (Heartbeat every 1 s here, broker checked every 2 s.)"""
+    broker = PrivateRedis(tmp_path / "redis")
+    broker.start()
+    try:
+        stack = make_stack(broker_url=broker.url)
+        worker = stack.start_worker()
+        broker.kill()
+        ages = []
+        for _ in range(12):
+            time.sleep(1)
+            ages.append(heartbeat_age(stack))
+        broker.start()
+        for _ in range(5):
+            time.sleep(1)
+            ages.append(heartbeat_age(stack))
+        assert max(ages) < 5, ages
+        worker.signal_group(signal.SIGSTOP)
+        try:
+            time.sleep(6)
+            assert heartbeat_age(stack) > 5
+        finally:
+            worker.signal_group(signal.SIGCONT)
+        wait_for(lambda: heartbeat_age(stack) < 2, 20, "heartbeat after the freeze")
+    finally:
+        broker.kill()
