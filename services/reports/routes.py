@@ -87,6 +87,7 @@ def filter_dict(flt: audit.AuditFilter) -> dict[str, Any]:
     raw = {
         "record": flt.record_id,
         "client": flt.client_id,
+        "actor": flt.actor,
         "action": flt.action,
         "outcome": flt.outcome,
         "since": flt.since and audit._ts(flt.since),
