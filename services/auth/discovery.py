@@ -62,7 +62,7 @@ class Provider:
     def __init__(self, issuer: str, min_refresh_s: float = MIN_REFRESH_S) -> None:
         self.issuer = issuer  # exactly as configured: it must equal the tokens' ``iss``
         self.min_refresh_s = min_refresh_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._metadata: dict[str, Any] | None = None
         self._metadata_at = 0.0
         self._keys: dict[str, PyJWK] = {}

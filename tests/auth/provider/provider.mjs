@@ -25,6 +25,7 @@ const provider = new Provider(config.issuer, {
   jwks: config.jwks,
   cookies: { keys: ['dmask-test-provider-cookie-key'] },
   claims: { openid: ['sub'], profile: ['name', 'roles', 'tenant'] },
+  scopes: ['openid', 'profile', 'media:read', 'media:write', 'audit:read'],
   conformIdTokenClaims: false,
   findAccount: async (ctx, id) => {
     const user = users.get(id);
