@@ -298,3 +298,61 @@ def last_denial(service: Service, since_id: int) -> dict[str, Any]:
 def head_id(service: Service) -> int:
     items = service.audit()
     return int(items[-1]["id"]) if items else 0
+
+
+class SignIn:
+    """A person's browser without the browser: follows the redirects between the service and the
+    provider by hand, fills the provider's login form, and stops where the tests want to look."""
+
+    def __init__(self, service: Service, idp: OpenIdProvider) -> None:
+        self.service = service
+        self.idp = idp
+        self.client = httpx.Client(timeout=30, follow_redirects=False)
+
+    def __enter__(self) -> SignIn:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.client.close()
+
+    def start(self, next_url: str = "/ui/audit") -> str:
+        """``GET /ui/login``: returns the provider's authorization URL it redirects to."""
+        r = self.client.get(f"{self.service.url}/ui/login", params={"next": next_url})
+        assert r.status_code == 303, r.text
+        location = r.headers["location"]
+        assert location.startswith(self.idp.issuer + "/"), location
+        return location
+
+    def at_provider(self, authorize_url: str, username: str, password: str) -> httpx.Response:
+        """Through the provider's login page; returns its last answer (the redirect to our callback,
+        or its refusal)."""
+        r = self.client.get(authorize_url)
+        while r.status_code in (302, 303) and r.headers["location"].startswith(("/", self.idp.issuer)):
+            loc = r.headers["location"]
+            url = loc if loc.startswith("http") else self.idp.issuer + loc
+            if "/interaction/" in url and not url.endswith("/login"):
+                page = self.client.get(url)
+                if page.status_code != 200:
+                    return page
+                r = self.client.post(url + "/login", data={"username": username, "password": password})
+                if r.status_code != 303:
+                    return r
+                continue
+            r = self.client.get(url)
+        return r
+
+    def callback_url(self, username: str, password: str, next_url: str = "/ui/audit") -> str:
+        r = self.at_provider(self.start(next_url), username, password)
+        assert r.status_code in (302, 303), r.text
+        location = r.headers["location"]
+        assert location.startswith(f"{self.service.url}/ui/oidc/callback?"), location
+        return location
+
+    def complete(self, callback_url: str) -> httpx.Response:
+        return self.client.get(callback_url)
+
+    def sign_in(self, username: str, password: str, next_url: str = "/ui/audit") -> httpx.Response:
+        return self.complete(self.callback_url(username, password, next_url))
+
+    def get(self, path: str) -> httpx.Response:
+        return self.client.get(self.service.url + path)

@@ -20,6 +20,11 @@ const ttl = (long) => (ctx, token, client) => (client && shortLived.has(client.c
 
 const escape = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
+function page(title, body) {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escape(title)}</title></head>
+<body><h1>${escape(title)}</h1>${body}</body></html>`;
+}
+
 const provider = new Provider(config.issuer, {
   clients: config.clients.map(({ tenant, ...metadata }) => metadata),
   jwks: config.jwks,
@@ -56,7 +61,13 @@ const provider = new Provider(config.issuer, {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    rpInitiatedLogout: { enabled: true },
+    rpInitiatedLogout: {
+      enabled: true,
+      logoutSource: async (ctx, form) => {
+        ctx.body = page('Sign out of the hospital', `${form}
+<button type="submit" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button>`);
+      },
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: () => config.api_audience,
@@ -81,11 +92,6 @@ const provider = new Provider(config.issuer, {
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
 });
 provider.proxy = false;
-
-function page(title, body) {
-  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${escape(title)}</title></head>
-<body><h1>${escape(title)}</h1>${body}</body></html>`;
-}
 
 async function readForm(req) {
   const chunks = [];
