@@ -474,11 +474,13 @@ class AuditQuery:
     outcome: str = ""
     from_: str = ""
     to: str = ""
+    actor: str = ""
 
     def params(self) -> dict[str, str]:
         raw = {
             "record": self.record,
             "client": self.client,
+            "actor": self.actor,
             "action": self.action,
             "outcome": self.outcome,
             "from": self.from_,
@@ -490,6 +492,7 @@ class AuditQuery:
         return audit.AuditFilter(
             record_id=self.record or None,
             client_id=self.client or None,
+            actor=self.actor or None,
             action=self.action or None,
             outcome=self.outcome or None,
             since=reports.parse_time(self.from_, "from"),
@@ -505,6 +508,7 @@ def _page_of_events(
     for cond, value in (
         (AuditEvent.record_id == flt.record_id, flt.record_id),
         (AuditEvent.client_id == flt.client_id, flt.client_id),
+        (AuditEvent.actor_sub == flt.actor, flt.actor),
         (AuditEvent.action == flt.action, flt.action),
         (AuditEvent.outcome == flt.outcome, flt.outcome),
     ):
@@ -552,6 +556,7 @@ def audit_page(
     to: str = "",
     before: int | None = None,
     after: int | None = None,
+    actor: str = "",
 ) -> Response:
     try:
         who = viewer(request)
@@ -560,7 +565,8 @@ def audit_page(
     if not who.can("audit:read"):
         return _deny(request, who, "audit:read")
     settings = settings_of(request)
-    q = AuditQuery(record.strip(), client.strip(), action.strip(), outcome.strip(), from_.strip(), to.strip())
+    fields = (record, client, action, outcome, from_, to, actor)
+    q = AuditQuery(*(value.strip() for value in fields))
     error = None
     try:
         flt = q.filter()
@@ -626,6 +632,7 @@ async def audit_export(
     outcome: str = "",
     from_: Annotated[str, Query(alias="from")] = "",
     to: str = "",
+    actor: str = "",
 ) -> Response:
     try:
         who = await run_in_threadpool(viewer, request)
@@ -634,7 +641,7 @@ async def audit_export(
     if not who.can("audit:read"):
         return await run_in_threadpool(_deny, request, who, "audit:read")
     settings = settings_of(request)
-    flt = AuditQuery(record, client, action, outcome, from_, to).filter()
+    flt = AuditQuery(record, client, action, outcome, from_, to, actor).filter()
     filters = reports.filter_dict(flt)
     head = await run_in_threadpool(
         reports.start_export,
