@@ -330,7 +330,7 @@ def oidc_callback(
         roles=person.roles[:20],
         scopes=sorted(person.scopes),
     )
-    html = render("redirect.html", target=person.next_url)
+    html = render("redirect.html", target=person.next_url, message="Signed in.")
     response = HTMLResponse(html)
     websession.set_cookie(request, response, sess)
     return secure_headers(response)
@@ -420,7 +420,14 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
         provider = provider_of(request)
         if ended is not None and ended.id_token and provider is not None:
             after = str(request.base_url).rstrip("/") + target
-            target = oidc.logout_url(provider, ended.id_token, settings.oidc_client_id, after) or target
+            at_provider = oidc.logout_url(provider, ended.id_token, settings.oidc_client_id, after)
+            if at_provider:
+                # a page that moves on by itself, not a 303: our CSP's form-action 'self' rightly
+                # stops a form post from being redirected to another origin
+                html = render("redirect.html", target=at_provider, message="Signed out here.")
+                page = HTMLResponse(html)
+                websession.clear_cookie(request, page)
+                return secure_headers(page)
     response = RedirectResponse(target, status_code=303)
     websession.clear_cookie(request, response)
     return secure_headers(response)

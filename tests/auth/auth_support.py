@@ -71,6 +71,7 @@ class SigningKey:
 
     def private_jwk(self) -> dict[str, Any]:
         jwk: dict[str, Any] = json.loads(RSAAlgorithm.to_jwk(self.private))
+        jwk.pop("key_ops", None)  # "sign" only would keep the provider from verifying its own tokens
         return {**jwk, "kid": self.kid, "alg": "RS256", "use": "sig"}
 
     def public_pem(self) -> bytes:

@@ -92,6 +92,9 @@ const provider = new Provider(config.issuer, {
   interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
 });
 provider.proxy = false;
+for (const event of ['end_session.error', 'grant.error', 'authorization.error', 'server_error']) {
+  provider.on(event, (ctx, err) => console.error(`${event}: ${err.message} ${err.error_detail || ''}`));
+}
 
 async function readForm(req) {
   const chunks = [];
