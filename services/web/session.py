@@ -19,9 +19,10 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import Request, Response
+from sqlalchemy import delete
 
 from services.audit.service import Actor
 from services.auth.models import ApiKey, LocalUser, PersonSession
@@ -116,6 +117,8 @@ def start_person(
         expires_at=expires_at,
     )
     with session_scope(settings) as db:
+        # sessions over for a day go (they hold ID tokens, which name people); the audit keeps the record
+        db.execute(delete(PersonSession).where(PersonSession.expires_at < utcnow() - timedelta(days=1)))
         db.add(row)
     return issue(settings, None, person=row.id, expires_at=expires_at.timestamp())
 
