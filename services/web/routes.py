@@ -409,7 +409,9 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
     (RP-initiated logout) when the provider offers it; they come back to the signed-out page."""
     settings = settings_of(request)
     sess = websession.read(settings, request.cookies.get(websession.COOKIE))
-    target = "/ui/login?signed_out=1"
+    provider = provider_of(request)
+    # with a provider, plain /ui/login would send the person straight back to it
+    target = "/ui/login?signed_out=1" if provider is not None else "/ui/login"
     if sess is not None:
         if not (_same_origin(request) and websession.check_csrf(settings, sess, csrf)):
             raise Problem(403, "Invalid form token.", slug="forbidden")
@@ -417,7 +419,6 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
         ended = websession.end_person(settings, sess)
         with session_scope(settings) as session:
             audit.append(session, audit_ctx(request, principal), "ui.logout")
-        provider = provider_of(request)
         if ended is not None and ended.id_token and provider is not None:
             after = str(request.base_url).rstrip("/") + target
             at_provider = oidc.logout_url(provider, ended.id_token, settings.oidc_client_id, after)
