@@ -100,6 +100,8 @@ ACTIONS: dict[str, ActionClass] = {
     "request.denied": ActionClass(TYPE_SECURITY, "E"),
     "key.create": ActionClass(TYPE_SECURITY, "C"),
     "key.revoke": ActionClass(TYPE_SECURITY, "D"),
+    "user.create": ActionClass(TYPE_SECURITY, "C"),
+    "user.disable": ActionClass(TYPE_SECURITY, "D"),
     "legal_hold.set": ActionClass(TYPE_REST, "U", "update"),
     "legal_hold.release": ActionClass(TYPE_REST, "D", "delete"),
     "legal_hold.read": ActionClass(TYPE_REST, "R", "read"),
