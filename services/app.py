@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from services import problems
 from services.artifacts.routes import router as artifacts_router
 from services.audit.routes import router as audit_router
+from services.auth.discovery import Provider
 from services.auth.ratelimit import make_rate_limiter
 from services.auth.routes import router as auth_router
 from services.dicomweb.routes import router as dicomweb_router
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiter = make_rate_limiter(settings)
+    app.state.oidc_provider = Provider(settings.oidc_issuer) if settings.oidc_issuer else None
     app.state.upload_executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="upload")
     app.state.dispatcher = get_dispatcher(settings)
     _register_job_metrics(settings)

@@ -156,6 +156,32 @@ class Settings(BaseSettings):
         default=600, description="Requests per client per minute (429 past it)."
     )
 
+    # --- sign-in: OpenID Connect for people, OAuth 2.0 bearer tokens for systems ---------------
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the hospital's OpenID provider (discovery at "
+        "{issuer}/.well-known/openid-configuration). Unset: API keys and local sign-in only.",
+    )
+    oidc_client_id: str | None = Field(default=None, description="Client id of /ui at the OpenID provider.")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="Client secret of /ui at the OpenID provider (confidential client)."
+    )
+    oidc_roles_claim: str = Field(
+        default="roles", description="Claim of the ID token (or access token) that lists a person's roles."
+    )
+    oidc_role_scopes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='JSON object: provider role -> our scopes, e.g. {"compliance": ["audit:read"], '
+        '"clinician": ["media:read"]}. A person with no mapped role is refused.',
+    )
+    oidc_tenant_claim: str = Field(
+        default="tenant", description="Claim naming the caller's tenant (the client whose media it sees)."
+    )
+    jwt_audience: str | None = Field(
+        default=None,
+        description="Expected `aud` of API bearer tokens from the issuer. Unset: bearer JWTs are refused.",
+    )
+
     # --- API process ---------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="`dmask serve` bind address.")
     port: int = Field(default=8000, description="`dmask serve` port.")

@@ -9,7 +9,7 @@ event without first re-granting itself the privilege, a deliberate, reviewable a
 appending stay allowed. PostgreSQL only (SQLite has no privileges); the downgrade grants nothing back.
 
 Revision ID: 0006_ops
-Revises: 0003_storage_key_indexes
+Revises: 0004_actors
 Create Date: 2026-12-05
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0006_ops"
-down_revision: str | None = "0003_storage_key_indexes"
+down_revision: str | None = "0004_actors"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -294,16 +294,19 @@ def parse(params: Sequence[tuple[str, str]], known_actions: Iterable[str]) -> Au
             search.record_ids.update(recs)
             search.clauses.append(AuditEvent.record_id.in_(recs))
         elif name in ("agent", "agent:identifier"):
-            clients = []
+            # a client (API keys), or a person's or system's subject (with its issuer as the system)
+            agents = []
             for v in values:
                 if name == "agent:identifier":
                     system, code = split_token(v)
-                    if system not in (None, "", mapping.SYS_CLIENT):
-                        raise SearchError(f"agent identifiers use the system {mapping.SYS_CLIENT}.")
-                    clients.append(code)
+                    if system in (None, "", mapping.SYS_CLIENT):
+                        agents.append(or_(AuditEvent.client_id == code, AuditEvent.actor_sub == code))
+                    else:
+                        agents.append(and_(AuditEvent.actor_issuer == system, AuditEvent.actor_sub == code))
                 else:
-                    clients.append(strip_reference(v))
-            search.clauses.append(AuditEvent.client_id.in_(clients))
+                    code = strip_reference(v)
+                    agents.append(or_(AuditEvent.client_id == code, AuditEvent.actor_sub == code))
+            search.clauses.append(or_(*agents))
         elif name == "altid":
             search.clauses.append(AuditEvent.key_id.in_(values))
         elif name == "address":

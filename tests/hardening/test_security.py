@@ -80,6 +80,8 @@ ACCESS: dict[tuple[str, str], Rule] = {
     ("GET", "/ui/login"): PUBLIC,
     ("POST", "/ui/login"): Rule(public=True, anonymous=(401,)),  # the login form, refusing no key
     ("POST", "/ui/logout"): PUBLIC,
+    ("POST", "/ui/login/password"): Rule(public=True, anonymous=(401,)),  # local sign-in
+    ("GET", "/ui/oidc/callback"): PUBLIC,  # the identity provider's return (404 when none is configured)
     ("GET", "/ui"): Rule(ui=True),
     ("GET", "/ui/"): Rule(ui=True),
     ("GET", "/ui/audit"): Rule(ui=True, scopes=("audit:read",)),
