@@ -11,9 +11,11 @@ from sqlalchemy import exists, select, update
 from services.artifacts.models import Artifact
 from services.audit import service as audit
 from services.db import session_scope, utcnow
+from services.dicomweb import index as dicom_index
 from services.retention.models import LegalHold
 from services.settings import Settings
 from services.storage import ObjectStore
+from services.webhooks import outbox
 
 log = logging.getLogger("dmask.retention")
 
@@ -48,6 +50,17 @@ def expire_artifacts(settings: Settings, store: ObjectStore, batch: int = 200) -
                 .values(deleted_at=utcnow())
             )
             if getattr(res, "rowcount", 0) == 1:
+                dicom_index.forget(session, art.id)
+                outbox.emit(
+                    session,
+                    settings,
+                    "artifact.expired",
+                    client_id=art.client_id,
+                    record_id=art.record_id,
+                    job_id=art.job_id,
+                    status="expired",
+                    artifact_id=art.id,
+                )
                 audit.append(
                     session,
                     audit.SYSTEM,
@@ -59,4 +72,8 @@ def expire_artifacts(settings: Settings, store: ObjectStore, batch: int = 200) -
                     detail={"retention_days": settings.artifact_retention_days},
                 )
                 done += 1
+    if done:
+        from services.webhooks.dispatch import kick
+
+        kick(settings)
     return done
