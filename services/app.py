@@ -24,6 +24,7 @@ from services.auth.ratelimit import make_rate_limiter
 from services.auth.routes import router as auth_router
 from services.dicomweb.retrieve import router as dicomweb_retrieve_router
 from services.dicomweb.routes import router as dicomweb_router
+from services.fhir import outcome as fhir_outcome
 from services.fhir.routes import router as fhir_router
 from services.health import router as health_router
 from services.jobs.dispatch import get_dispatcher
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dispatcher = get_dispatcher(settings)
     _register_job_metrics(settings)
     problems.install(app)
+    problems.render_under(app, "/fhir", fhir_outcome.render)  # FHIR errors are OperationOutcomes
 
     @app.middleware("http")
     async def request_context(

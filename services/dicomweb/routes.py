@@ -23,6 +23,7 @@ from typing import Annotated
 import pydicom
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydicom.uid import UID
 from starlette.concurrency import run_in_threadpool
 
 from services.auth.deps import audit_ctx, require_scope, settings_of
@@ -210,7 +211,7 @@ def _check_part(
         study = str(ds.get("StudyInstanceUID", "") or "").strip()
         series = str(ds.get("SeriesInstanceUID", "") or "").strip()
         if not ds.file_meta.get("TransferSyntaxUID"):  # no file meta: the structural pass inferred it
-            ds.file_meta.TransferSyntaxUID = layout.transfer_syntax_uid
+            ds.file_meta.TransferSyntaxUID = UID(layout.transfer_syntax_uid)
         why_not = refusal(ds)
     except Exception:  # DicomError from the structural pass; pydicom raises assorted types
         return unreadable
