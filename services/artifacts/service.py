@@ -7,6 +7,7 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
 
 from services.artifacts.models import Artifact
 from services.audit import service as audit
@@ -18,6 +19,22 @@ from services.storage import ObjectStore
 from services.webhooks import outbox
 
 log = logging.getLogger("dmask.retention")
+
+
+def record_expiry(session: Session, settings: Settings, art: Artifact) -> None:
+    """What an expired artifact takes with it, in the transaction that marks it deleted: its DICOMweb
+    index entry (QIDO stops finding it) and an ``artifact.expired`` webhook message per subscriber."""
+    dicom_index.forget(session, art.id)
+    outbox.emit(
+        session,
+        settings,
+        "artifact.expired",
+        client_id=art.client_id,
+        record_id=art.record_id,
+        job_id=art.job_id,
+        status="expired",
+        artifact_id=art.id,
+    )
 
 
 def expire_artifacts(settings: Settings, store: ObjectStore, batch: int = 200) -> int:
@@ -50,17 +67,7 @@ def expire_artifacts(settings: Settings, store: ObjectStore, batch: int = 200) -
                 .values(deleted_at=utcnow())
             )
             if getattr(res, "rowcount", 0) == 1:
-                dicom_index.forget(session, art.id)
-                outbox.emit(
-                    session,
-                    settings,
-                    "artifact.expired",
-                    client_id=art.client_id,
-                    record_id=art.record_id,
-                    job_id=art.job_id,
-                    status="expired",
-                    artifact_id=art.id,
-                )
+                record_expiry(session, settings, art)
                 audit.append(
                     session,
                     audit.SYSTEM,

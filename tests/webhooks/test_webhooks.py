@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pydicom
 from dicomweb_client.api import DICOMwebClient
-from dicomweb_support import Node, poll
+from dicomweb_support import Node, poll, serve
+from service_support import Seaweed
 from standardwebhooks.webhooks import Webhook
 
 
@@ -68,8 +69,8 @@ class Receiver:
             self.server = None
 
 
-def stow_face(node: Node, key: str, record_id: str, shared_data: Path) -> None:
-    dw = DICOMwebClient(url=f"{node.url}/dicomweb", headers={"Authorization": f"Bearer {key}"})
+def stow_face(base_url: str, key: str, record_id: str, shared_data: Path) -> None:
+    dw = DICOMwebClient(url=f"{base_url}/dicomweb", headers={"Authorization": f"Bearer {key}"})
     ds = pydicom.dcmread(shared_data / "dicom/ot_pal8_face.dcm", force=True)
     ds.SOPInstanceUID = pydicom.uid.generate_uid()
     dw.store_instances([ds], additional_params={"record_id": record_id})
@@ -92,7 +93,7 @@ def test_signed_events_reach_a_receiver_that_was_down_exactly_once(node: Node, s
         endpoint = register(c, receiver.url, ["job.succeeded", "job.failed"])
         receiver.secrets.append(endpoint["secret"])
         for rid in record_ids:
-            stow_face(node, writer, rid, shared_data)
+            stow_face(node.url, writer, rid, shared_data)
         for rid in record_ids:
             node.wait_jobs(writer, rid, 1)
 
@@ -134,7 +135,7 @@ def test_replay_and_rotation_are_signed_with_the_current_secret(node: Node, shar
         with node.http(admin) as c:
             endpoint = register(c, receiver.url, ["job.succeeded"])
             receiver.secrets.append(endpoint["secret"])
-            stow_face(node, writer, rid, shared_data)
+            stow_face(node.url, writer, rid, shared_data)
             poll(lambda: receiver.received, 240, "first delivery")
             rotated = c.post(f"/v1/webhooks/{endpoint['id']}/rotate-secret").json()
             assert rotated["secret"] != endpoint["secret"] and rotated["previous_secret_valid_until"]
@@ -220,3 +221,32 @@ def test_another_clients_endpoint_is_404(node: Node) -> None:
             assert r.status_code == 404 and json.loads(r.text)["detail"] == "No such webhook endpoint."
     with node.http(a) as c:
         assert [e["id"] for e in c.get("/v1/webhooks").json()] == [endpoint["id"]]
+
+
+def test_expired_artifact_is_announced_and_leaves_dicomweb(
+    weed: Seaweed, tmp_path: Path, shared_data: Path
+) -> None:
+    """Retention of 0 days: the masked instance expires at the next reconciler pass; subscribers get
+    ``artifact.expired``, QIDO stops finding it, FHIR Media says so."""
+    with serve(weed, tmp_path, artifact_retention_days=0, reconcile_interval_s=1) as short:
+        client = f"t-{uuid.uuid4().hex[:8]}"
+        writer = short.key(client, "media:write", "media:read")
+        receiver = Receiver()
+        receiver.start()
+        rid = f"MRN-{uuid.uuid4().hex[:8]}"
+        try:
+            with short.http(short.key(client, "webhooks:admin")) as c:
+                receiver.secrets.append(register(c, receiver.url, ["artifact.expired"])["secret"])
+            stow_face(short.url, writer, rid, shared_data)
+            poll(lambda: receiver.received, 240, "artifact.expired delivery")
+        finally:
+            receiver.stop()
+        (payload,) = receiver.received
+        assert payload["type"] == "artifact.expired" and payload["data"]["record_id"] == rid
+        assert payload["data"]["status"] == "expired" and payload["data"]["artifact_id"]
+        with short.http(writer) as c:
+            assert c.get("/dicomweb/instances").json() == []
+            (entry,) = c.get("/fhir/Media", params={"patient": rid}).json()["entry"]
+        assert (
+            "url" not in entry["resource"]["content"] and "expired" in entry["resource"]["content"]["title"]
+        )
