@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.dispatcher = get_dispatcher(settings)
     _register_job_metrics(settings)
     problems.install(app)
-    problems.render_under(app, "/fhir", fhir_outcome.render)  # FHIR errors are OperationOutcomes
+    problems.render_under(app, "/fhir", fhir_outcome.render, fhir_outcome.OUTCOME_DOC)  # OperationOutcomes
 
     @app.middleware("http")
     async def request_context(

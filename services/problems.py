@@ -67,10 +67,14 @@ def problem_body(
     return body
 
 
-def render_under(app: FastAPI, prefix: str, renderer: Callable[[Request, Problem], Response]) -> None:
+def render_under(
+    app: FastAPI, prefix: str, renderer: Callable[[Request, Problem], Response], content: dict[str, Any]
+) -> None:
     """Errors of requests under ``prefix`` are rendered by ``renderer`` instead of as problem+json
-    (a standard API has its own error format: FHIR's OperationOutcome under /fhir)."""
+    (a standard API has its own error format: FHIR's OperationOutcome under /fhir); ``content`` is
+    how OpenAPI documents them."""
     app.state.problem_renderers = [*getattr(app.state, "problem_renderers", []), (prefix, renderer)]
+    app.state.problem_docs = {**getattr(app.state, "problem_docs", {}), prefix: content}
 
 
 def problem_response(request: Request, problem: Problem) -> Response:
@@ -294,6 +298,11 @@ def _document_problems(app: FastAPI) -> None:
                     extra.update(_BODY_ERRORS)
                 for code, description in extra.items():
                     responses.setdefault(code, {"description": description})
+                docs = getattr(app.state, "problem_docs", {})
+                errors = next(
+                    (c for prefix, c in docs.items() if path == prefix or path.startswith(prefix + "/")),
+                    content,
+                )
                 for code, response in responses.items():
                     if code.isdigit() and int(code) >= 400:
                         # An answer a standard defines (STOW-RS 409: a PS3.18 response data set
@@ -301,7 +310,7 @@ def _document_problems(app: FastAPI) -> None:
                         own = {
                             k: v for k, v in response.get("content", {}).items() if k != "application/json"
                         }
-                        response["content"] = own or content
+                        response["content"] = own or errors
         app.openapi_schema = schema
         return schema
 

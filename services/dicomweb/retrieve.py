@@ -25,6 +25,7 @@ from services.auth.service import Principal
 from services.db import get_sessionmaker, session_scope
 from services.dicomweb import qido, wado
 from services.dicomweb.models import DicomInstance
+from services.dicomweb.schema import DICOM_JSON_DATASET
 from services.problems import Problem, not_found
 from services.storage import ObjectNotFound, get_store
 
@@ -33,6 +34,30 @@ Reader = Annotated[Principal, Depends(require_scope("media:read"))]
 
 JSON_TYPES = (wado.DICOM_JSON, "application/json")
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+class DicomJson(Response):
+    """QIDO-RS and metadata answers are DICOM JSON (PS3.18 F.2); as response class, OpenAPI says so."""
+
+    media_type = wado.DICOM_JSON
+
+
+def _documented(media_type: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": "Success", "content": {media_type: {}}}}
+
+
+MULTIPART_DICOM = _documented('multipart/related; type="application/dicom"')
+MULTIPART_OCTETS = _documented('multipart/related; type="application/octet-stream"')
+RENDERED_IMAGE: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Success", "content": {"image/jpeg": {}, "image/png": {}}}
+}
+# PS3.18 F.2: an array of data sets keyed by 8-hex-digit tags (the STOW answer's schema, per item).
+DICOM_JSON_ARRAY: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Success",
+        "content": {wado.DICOM_JSON: {"schema": {"type": "array", "items": DICOM_JSON_DATASET}}},
+    }
+}
 
 
 def service_base(request: Request) -> str:
@@ -49,11 +74,7 @@ def _audit(request: Request, principal: Principal, action: str, **fields: Any) -
 
 
 def _json(body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        json.dumps(body, separators=(",", ":")),
-        media_type=wado.DICOM_JSON,
-        headers={**NO_STORE, **(headers or {})},
-    )
+    return DicomJson(json.dumps(body, separators=(",", ":")), headers={**NO_STORE, **(headers or {})})
 
 
 def _accept_json(request: Request) -> None:
@@ -122,32 +143,41 @@ SEARCH_DOC = (
 )
 
 
-@router.get("/studies", description=SEARCH_DOC)
+@router.get("/studies", description=SEARCH_DOC, response_class=DicomJson, responses=DICOM_JSON_ARRAY)
 def search_studies(request: Request, principal: Reader) -> Response:
     return _search(request, principal, "studies", {})
 
 
-@router.get("/series", description=SEARCH_DOC)
+@router.get("/series", description=SEARCH_DOC, response_class=DicomJson, responses=DICOM_JSON_ARRAY)
 def search_series(request: Request, principal: Reader) -> Response:
     return _search(request, principal, "series", {})
 
 
-@router.get("/studies/{study}/series", description=SEARCH_DOC)
+@router.get(
+    "/studies/{study}/series", description=SEARCH_DOC, response_class=DicomJson, responses=DICOM_JSON_ARRAY
+)
 def search_study_series(request: Request, study: str, principal: Reader) -> Response:
     return _search(request, principal, "series", {"study": study})
 
 
-@router.get("/instances", description=SEARCH_DOC)
+@router.get("/instances", description=SEARCH_DOC, response_class=DicomJson, responses=DICOM_JSON_ARRAY)
 def search_instances(request: Request, principal: Reader) -> Response:
     return _search(request, principal, "instances", {})
 
 
-@router.get("/studies/{study}/instances", description=SEARCH_DOC)
+@router.get(
+    "/studies/{study}/instances", description=SEARCH_DOC, response_class=DicomJson, responses=DICOM_JSON_ARRAY
+)
 def search_study_instances(request: Request, study: str, principal: Reader) -> Response:
     return _search(request, principal, "instances", {"study": study})
 
 
-@router.get("/studies/{study}/series/{series}/instances", description=SEARCH_DOC)
+@router.get(
+    "/studies/{study}/series/{series}/instances",
+    description=SEARCH_DOC,
+    response_class=DicomJson,
+    responses=DICOM_JSON_ARRAY,
+)
 def search_series_instances(request: Request, study: str, series: str, principal: Reader) -> Response:
     return _search(request, principal, "instances", {"study": study, "series": series})
 
@@ -253,17 +283,24 @@ RETRIEVE_DOC = (
 )
 
 
-@router.get("/studies/{study}", description=RETRIEVE_DOC)
+@router.get("/studies/{study}", description=RETRIEVE_DOC, responses=MULTIPART_DICOM, response_class=Response)
 def retrieve_study(request: Request, study: str, principal: Reader) -> Response:
     return _retrieve(request, principal, study, None, None)
 
 
-@router.get("/studies/{study}/series/{series}", description=RETRIEVE_DOC)
+@router.get(
+    "/studies/{study}/series/{series}",
+    description=RETRIEVE_DOC,
+    responses=MULTIPART_DICOM,
+    response_class=Response,
+)
 def retrieve_series(request: Request, study: str, series: str, principal: Reader) -> Response:
     return _retrieve(request, principal, study, series, None)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}", description=RETRIEVE_DOC)
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}", description=RETRIEVE_DOC, responses=MULTIPART_DICOM
+)
 def retrieve_instance(request: Request, study: str, series: str, sop: str, principal: Reader) -> Response:
     return _retrieve(request, principal, study, series, sop)
 
@@ -295,17 +332,31 @@ METADATA_DOC = (
 )
 
 
-@router.get("/studies/{study}/metadata", description=METADATA_DOC)
+@router.get(
+    "/studies/{study}/metadata",
+    description=METADATA_DOC,
+    response_class=DicomJson,
+    responses=DICOM_JSON_ARRAY,
+)
 def study_metadata(request: Request, study: str, principal: Reader) -> Response:
     return _metadata(request, principal, study, None, None)
 
 
-@router.get("/studies/{study}/series/{series}/metadata", description=METADATA_DOC)
+@router.get(
+    "/studies/{study}/series/{series}/metadata",
+    description=METADATA_DOC,
+    response_class=DicomJson,
+    responses=DICOM_JSON_ARRAY,
+)
 def series_metadata(request: Request, study: str, series: str, principal: Reader) -> Response:
     return _metadata(request, principal, study, series, None)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/metadata", description=METADATA_DOC)
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/metadata",
+    description=METADATA_DOC,
+    response_class=DicomJson,
+)
 def instance_metadata(request: Request, study: str, series: str, sop: str, principal: Reader) -> Response:
     return _metadata(request, principal, study, series, sop)
 
@@ -340,7 +391,11 @@ def _octets(parts: list[bytes], locations: list[str]) -> Response:
     return Response(body, media_type=wado.multipart_content_type(wado.OCTET, boundary), headers=NO_STORE)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frames}")
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/frames/{frames}",
+    responses=MULTIPART_OCTETS,
+    response_class=Response,
+)
 def retrieve_frames(
     request: Request, study: str, series: str, sop: str, frames: str, principal: Reader
 ) -> Response:
@@ -397,7 +452,9 @@ def _rendered(
     return Response(image, media_type=media_type, headers=NO_STORE)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered")
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/frames/{frame}/rendered", responses=RENDERED_IMAGE
+)
 def retrieve_rendered_frame(
     request: Request, study: str, series: str, sop: str, frame: str, principal: Reader
 ) -> Response:
@@ -405,7 +462,11 @@ def retrieve_rendered_frame(
     return _rendered(request, principal, study, series, sop, frame)
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/rendered")
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/rendered",
+    responses=RENDERED_IMAGE,
+    response_class=Response,
+)
 def retrieve_rendered_instance(
     request: Request, study: str, series: str, sop: str, principal: Reader
 ) -> Response:
@@ -413,7 +474,11 @@ def retrieve_rendered_instance(
     return _rendered(request, principal, study, series, sop, "1")
 
 
-@router.get("/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}")
+@router.get(
+    "/studies/{study}/series/{series}/instances/{sop}/bulkdata/{tag}",
+    responses=MULTIPART_OCTETS,
+    response_class=Response,
+)
 def retrieve_bulkdata(
     request: Request, study: str, series: str, sop: str, tag: str, principal: Reader
 ) -> Response:

@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.auth.deps import audit_ctx, require_scope, settings_of
 from services.auth.service import Principal
+from services.dicomweb.schema import DICOM_JSON_DATASET
 from services.media import service
 from services.media.service import BodyState, ChunkPipe, Received, UploadAborted
 from services.metrics import UPLOAD_BYTES
@@ -81,17 +82,6 @@ class DicomJsonResponse(Response):
     media_type = DICOM_JSON
 
 
-# PS3.18 Annex F.2: a data set as JSON, keyed by 8-hex-digit tags, each attribute an object with
-# its VR and (when it has one) a Value array.
-DICOM_JSON_DATASET: dict[str, object] = {
-    "type": "object",
-    "propertyNames": {"pattern": "^[0-9A-F]{8}$"},
-    "additionalProperties": {
-        "type": "object",
-        "required": ["vr"],
-        "properties": {"vr": {"type": "string", "pattern": "^[A-Z]{2}$"}, "Value": {"type": "array"}},
-    },
-}
 STOW_ANSWER = {DICOM_JSON: {"schema": DICOM_JSON_DATASET}}
 
 RESPONSES: dict[int | str, dict[str, object]] = {

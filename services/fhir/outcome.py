@@ -35,6 +35,17 @@ ISSUE_CODES = {
 }
 
 
+OUTCOME_DOC = {
+    FHIR_JSON: {
+        "schema": {
+            "type": "object",
+            "required": ["resourceType", "issue"],
+            "properties": {"resourceType": {"const": "OperationOutcome"}, "issue": {"type": "array"}},
+        }
+    }
+}
+
+
 class FhirResponse(JSONResponse):
     media_type = FHIR_JSON
 

@@ -119,7 +119,7 @@ def search_audit_events(
 async def read_audit_event(
     request: Request, event_id: str, principal: Annotated[Principal, Depends(require_scope("audit:read"))]
 ) -> FhirResponse:
-    if not event_id.isdigit() or len(event_id) > 18:
+    if not (event_id.isascii() and event_id.isdigit()) or len(event_id) > 18:
         return operation_outcome(404, "not-found", "No such AuditEvent.")
     settings = settings_of(request)
 
