@@ -9,6 +9,7 @@ videos uploaded through ``/v1`` are not DICOM objects and are not served here (s
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ from services.dicomweb.schema import DICOM_JSON_DATASET
 from services.problems import Problem, not_found
 from services.storage import ObjectNotFound, get_store
 
+log = logging.getLogger("dmask.dicomweb")
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 Reader = Annotated[Principal, Depends(require_scope("media:read"))]
 
@@ -244,8 +246,8 @@ def _object_chunks(request: Request, key: str) -> Iterator[bytes]:
     store = get_store(settings_of(request))
     try:
         yield from store.iter_chunks("artifacts", key)
-    except ObjectNotFound:
-        return
+    except ObjectNotFound:  # deleted between the index lookup and the read: the part stays empty
+        log.warning("an indexed instance's object is missing from the artifacts bucket")
 
 
 def _retrieve(
