@@ -63,6 +63,8 @@ def test_stow_refuses_what_cannot_be_masked_with_the_failure_reason(node: Node, 
     ct = pydicom.dcmread(shared_data / "dicom/ct_small.dcm", force=True)
     no_pixels = copy.deepcopy(ct)
     del no_pixels.PixelData
+    truncated = copy.deepcopy(ct)
+    truncated.PixelData = ct.PixelData[: len(ct.PixelData) // 2]
     j2k_part2 = copy.deepcopy(ct)
     j2k_part2.PixelData = encapsulate([ct.PixelData])
     j2k_part2.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.4.92")  # JPEG 2000 Part 2: no decoder here
@@ -71,11 +73,12 @@ def test_stow_refuses_what_cannot_be_masked_with_the_failure_reason(node: Node, 
             "/dicomweb/studies",
             params={"record_id": record_id},
             headers={"Content-Type": STOW_TYPE},
-            content=related(rtplan, encode(no_pixels), encode(j2k_part2), b"not dicom"),
+            content=related(rtplan, encode(no_pixels), encode(truncated), encode(j2k_part2), b"not dicom"),
         )
         assert r.status_code == 409 and r.headers["content-type"] == "application/dicom+json", r.text
         assert failures(r.json()) == [
             SOP_CLASS_NOT_SUPPORTED,
+            DOES_NOT_MATCH,
             DOES_NOT_MATCH,
             TS_NOT_SUPPORTED,
             CANNOT_UNDERSTAND,

@@ -12,7 +12,7 @@ from pydicom.dataset import Dataset
 
 from .errors import DicomError
 from .iod import _modules, is_known_sop_class
-from .pixels import VIDEO_TS, pixel_info
+from .pixels import VIDEO_TS, PixelInfo, pixel_info
 from .stow import FailureReason
 
 IMAGE_MODULES = {"image-pixel"}
@@ -63,4 +63,26 @@ def refusal(ds: Dataset) -> tuple[FailureReason, str] | None:
         return FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED, "transfer syntax not supported"
     if not info.is_video_stream and info.photometric not in PHOTOMETRICS:
         return FailureReason.DATASET_DOES_NOT_MATCH_SOP_CLASS, "unsupported photometric interpretation"
+    if _native_pixels_short(ds, info):
+        return FailureReason.DATASET_DOES_NOT_MATCH_SOP_CLASS, "pixel data shorter than the image it declares"
     return None
+
+
+def _native_pixels_short(ds: Dataset, info: PixelInfo) -> bool:
+    """Uncompressed pixel data holding fewer bytes than rows x columns x samples x frames needs (a
+    truncated object: every frame after the cut would fail to decode). Read from the element's
+    length, so a deferred (not loaded) value is enough."""
+    from pydicom.uid import UID
+
+    if UID(info.transfer_syntax_uid).is_encapsulated or info.is_video_stream:
+        return False
+    raw = ds.get_item("PixelData")
+    value = getattr(raw, "value", None)
+    length = len(value) if isinstance(value, bytes | bytearray) else getattr(raw, "length", None)
+    if length is None or length == 0xFFFFFFFF:
+        return False
+    bits = int(ds.get("BitsAllocated", 8) or 8)
+    samples = info.rows * info.columns * info.samples_per_pixel * info.number_of_frames
+    if info.photometric == "YBR_FULL_422":
+        samples = samples * 2 // 3
+    return int(length) < (samples * bits + 7) // 8
