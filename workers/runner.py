@@ -451,10 +451,10 @@ def dicom_indexer(
 
 def _announce(settings: Settings) -> None:
     """Webhook messages were queued with the job's final state: have them delivered now."""
-    from services.webhooks.dispatch import kick
+    from services.webhooks.dispatch import kick_if_pending
 
     try:
-        kick(settings)
+        kick_if_pending(settings)
     except Exception as exc:  # the sweep delivers them anyway
         log.warning("could not wake the webhook sender: %s", type(exc).__name__)
 

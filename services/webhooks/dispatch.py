@@ -48,3 +48,11 @@ def kick(settings: Settings, countdown: float | None = None) -> None:
         )
     except Exception as exc:  # broker down: the beat sweep sends it later
         log.warning("could not send the webhook delivery task: %s", type(exc).__name__)
+
+
+def kick_if_pending(settings: Settings) -> None:
+    """``kick`` when messages are waiting: a deployment without webhooks sends no extra tasks."""
+    from services.webhooks.delivery import next_due
+
+    if next_due(settings) is not None:
+        kick(settings)
