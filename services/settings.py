@@ -182,6 +182,28 @@ class Settings(BaseSettings):
         description="Expected `aud` of API bearer tokens from the issuer. Unset: bearer JWTs are refused.",
     )
 
+    # --- integration (DICOMweb, FHIR, webhooks) ----------------------------------------------
+    public_url: str | None = Field(
+        default=None,
+        description="Base of every absolute URL handed out (STOW-RS RetrieveURL, QIDO RetrieveURL, FHIR "
+        "links, webhook links), e.g. https://dmask.hospital.org. Never taken from the Host header. "
+        "Unset: http://DMASK_HOST:DMASK_PORT.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Accept webhook endpoints on loopback/private addresses, over http or https "
+        "(on-premises receivers, tests). Default: only https URLs that resolve to public addresses.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts of one webhook message before it is marked failed."
+    )
+    webhook_retry_base_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="First webhook retry delay (seconds); each further retry waits twice as long "
+        "(capped at 10 hours).",
+    )
+
     # --- API process ---------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="`dmask serve` bind address.")
     port: int = Field(default=8000, description="`dmask serve` port.")
@@ -206,6 +228,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'dmask.sqlite3').resolve()}"
+
+    @property
+    def public_base(self) -> str:
+        """The configured public base URL without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
 
     @property
     def heartbeat_path(self) -> Path:

@@ -24,13 +24,14 @@ from celery import Celery, bootsteps, signals
 
 from services.retention.schedule import BEAT_SCHEDULE  # imports no Celery app: no cycle
 from services.settings import Settings, get_settings
+from services.webhooks.dispatch import beat_schedule as webhook_beat_schedule  # no Celery app: no cycle
 from workers.heartbeat import keep_alive_while_excused, touch
 
 log = logging.getLogger("dmask.worker")
 
 
 def make_celery(settings: Settings) -> Celery:
-    tasks = ["workers.tasks", "workers.retention"]
+    tasks = ["workers.tasks", "workers.retention", "workers.webhooks"]
     app = Celery("dmask", broker=settings.broker_url or "memory://", include=tasks)
     app.conf.update(
         task_acks_late=True,
@@ -54,7 +55,8 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=False,
         worker_concurrency=settings.worker_concurrency,
         worker_max_tasks_per_child=None,
-        beat_schedule=BEAT_SCHEDULE,  # retention: artifacts and originals past their policy, legal holds kept
+        # retention: artifacts and originals past their policy, legal holds kept; webhook sweep
+        beat_schedule={**BEAT_SCHEDULE, **webhook_beat_schedule()},
     )
     return app
 

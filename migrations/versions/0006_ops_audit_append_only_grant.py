@@ -9,7 +9,7 @@ event without first re-granting itself the privilege, a deliberate, reviewable a
 appending stay allowed. PostgreSQL only (SQLite has no privileges); the downgrade grants nothing back.
 
 Revision ID: 0006_ops
-Revises: 0004_actors
+Revises: 0005_dicom_index
 Create Date: 2026-12-05
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from alembic import op
 
 revision: str = "0006_ops"
-down_revision: str | None = "0004_actors"
+down_revision: str | None = "0005_dicom_index"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

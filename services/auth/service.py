@@ -22,7 +22,7 @@ from services.auth.models import ApiKey, Client
 from services.db import utcnow
 
 # metrics: read /metrics only (a Prometheus scraper's key); it sees no record, job or audit data
-SCOPES = ("media:write", "media:read", "audit:read", "metrics", "admin")
+SCOPES = ("media:write", "media:read", "audit:read", "metrics", "webhooks:admin", "admin")
 CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEY_FORMAT = re.compile(r"^dmk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 

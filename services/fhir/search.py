@@ -96,7 +96,7 @@ def date_range(value: str) -> tuple[datetime, datetime]:
     value = value.replace(" ", "+")  # an unencoded '+' of a zone offset arrives as a space
     m = DATE_RE.match(value)
     if not m:
-        raise SearchError(f"Invalid date value {value!r}.")
+        raise SearchError("Invalid date value (expected a FHIR date, dateTime or instant).")
     g = m.groupdict()
     tz = UTC
     if g["tz"] and g["tz"] != "Z":
@@ -128,18 +128,18 @@ def date_range(value: str) -> tuple[datetime, datetime]:
                 start = base.replace(second=int(g["S"]), microsecond=micros)
                 end = start + timedelta(microseconds=10 ** max(0, 6 - len(digits)))
     except ValueError:
-        raise SearchError(f"Invalid date value {value!r}.") from None
+        raise SearchError("Invalid date value (expected a FHIR date, dateTime or instant).") from None
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def date_clause(raw: str) -> ColumnElement[bool]:
+def date_clause(raw: str, ts: Any = AuditEvent.ts) -> ColumnElement[bool]:
+    """A FHIR ``date`` search value (with its prefix) as a clause on the timestamp column ``ts``."""
     prefix, value = ("eq", raw)
     if raw[:2] in PREFIXES and not raw[:2].isdigit():
         prefix, value = raw[:2], raw[2:]
     elif raw[:2].isalpha():
-        raise SearchError(f"Unsupported date prefix {raw[:2]!r}.", code="not-supported")
+        raise SearchError("Unsupported date prefix (use eq ne gt lt ge le sa eb).", code="not-supported")
     lo, hi = date_range(value)
-    ts = AuditEvent.ts
     if prefix == "eq":
         return and_(ts >= lo, ts < hi)
     if prefix == "ne":

@@ -115,14 +115,18 @@ PUBLIC_OPERATIONS = {
 
 def test_error_answers_are_documented_as_problems(hstack: Stack) -> None:
     """Every error is documented as problem+json, except those in ``STANDARD_ERRORS`` (STOW-RS 409
-    found by the fuzzer once STOW-RS bodies could be generated: the document said problem+json)."""
+    found by the fuzzer once STOW-RS bodies could be generated: the document said problem+json) and
+    every error under /fhir, which is a FHIR OperationOutcome."""
     spec = hstack.http().get("/openapi.json").json()
     assert "Problem" in spec["components"]["schemas"]
     for path, item in spec["paths"].items():
         for method, op in item.items():
             for code, response in op.get("responses", {}).items():
                 if code.isdigit() and int(code) >= 400:
-                    expected = [STANDARD_ERRORS.get((method, path, code), "application/problem+json")]
+                    fallback = (
+                        "application/fhir+json" if path.startswith("/fhir/") else "application/problem+json"
+                    )
+                    expected = [STANDARD_ERRORS.get((method, path, code), fallback)]
                     assert list(response.get("content", {})) == expected, (method, path, code)
 
 
