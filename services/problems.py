@@ -79,7 +79,9 @@ def render_under(
 
 def problem_response(request: Request, problem: Problem) -> Response:
     path = request.url.path
-    for prefix, renderer in getattr(request.app.state, "problem_renderers", []):
+    # a request without an app in its scope (a handler called on its own) gets plain problem+json
+    app_state = getattr(request.scope.get("app"), "state", None)
+    for prefix, renderer in getattr(app_state, "problem_renderers", []):
         if path == prefix or path.startswith(prefix + "/"):
             return renderer(request, problem)
     body = problem_body(
