@@ -185,6 +185,8 @@ class Seaweed:
             )
         )
         ports = [free_port(10000) for _ in range(4)]
+        while len({*ports, *(p + 10000 for p in ports)}) < 8:  # one's gRPC port is another's http port
+            ports = [free_port(10000) for _ in range(4)]
         master, volume, filer, self.s3_port = ports
         cmd = [
             WEED,
