@@ -20,9 +20,12 @@ from fastapi import FastAPI, Request, Response
 from services import problems
 from services.artifacts.routes import router as artifacts_router
 from services.audit.routes import router as audit_router
+from services.auth.discovery import Provider
 from services.auth.ratelimit import make_rate_limiter
 from services.auth.routes import router as auth_router
+from services.dicomweb.retrieve import router as dicomweb_retrieve_router
 from services.dicomweb.routes import router as dicomweb_router
+from services.fhir import outcome as fhir_outcome
 from services.fhir.routes import router as fhir_router
 from services.health import router as health_router
 from services.jobs.dispatch import get_dispatcher
@@ -33,6 +36,7 @@ from services.reports.routes import router as reports_router
 from services.retention.routes import router as retention_router
 from services.settings import Settings, get_settings
 from services.web.routes import router as web_router
+from services.webhooks.routes import router as webhooks_router
 
 log = logging.getLogger("dmask.api")
 access_log = logging.getLogger("dmask.access")
@@ -73,20 +77,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except Exception as exc:  # readiness reports it; the API still starts
             log.error("object store not ready: %s", exc)
         worker = None
+        pump = None
         if settings.embedded:
             from services.jobs.dispatch import LocalDispatcher
             from workers.inprocess import InProcessWorker
 
             dispatcher = app.state.dispatcher
             assert isinstance(dispatcher, LocalDispatcher)
+            from workers.webhook_pump import WebhookPump
+
             worker = InProcessWorker(settings, dispatcher)
             worker.start()
-            log.info("embedded mode: in-process worker started")
+            pump = WebhookPump(settings)
+            pump.start()
+            log.info("embedded mode: in-process worker and webhook sender started")
         try:
             yield
         finally:
             if worker is not None:
                 worker.stop()
+            if pump is not None:
+                pump.stop()
             app.state.upload_executor.shutdown(wait=False, cancel_futures=True)
 
     app = FastAPI(
@@ -99,10 +110,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.rate_limiter = make_rate_limiter(settings)
+    app.state.oidc_provider = Provider(settings.oidc_issuer) if settings.oidc_issuer else None
     app.state.upload_executor = ThreadPoolExecutor(max_workers=64, thread_name_prefix="upload")
     app.state.dispatcher = get_dispatcher(settings)
     _register_job_metrics(settings)
     problems.install(app)
+    problems.render_under(app, "/fhir", fhir_outcome.render, fhir_outcome.OUTCOME_DOC)  # OperationOutcomes
 
     @app.middleware("http")
     async def request_context(
@@ -137,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health_router)
     app.include_router(media_router)
     app.include_router(dicomweb_router)
+    app.include_router(dicomweb_retrieve_router)
     app.include_router(jobs_router)
     app.include_router(artifacts_router)
     app.include_router(audit_router)
@@ -145,4 +159,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(reports_router)
     app.include_router(retention_router)
     app.include_router(web_router)
+    app.include_router(webhooks_router)
     return app

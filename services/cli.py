@@ -4,6 +4,7 @@
     dmask worker [--concurrency N]         run a masking worker (Celery when a broker is configured)
     dmask keys create --client NAME --scope S [--scope S ...]   (the key is the LAST line printed)
     dmask keys list | dmask keys revoke KEY_ID
+    dmask users create NAME --scope S [--name "Display Name"] [--password-stdin] | list | disable NAME
     dmask db upgrade                       apply database migrations
     dmask audit verify [EXPORT_FILE]       check the audit hash chain, or an export offline (exit 1 if broken)
     dmask beat                             Celery beat for the retention schedule
@@ -164,6 +165,51 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
     return 2
 
 
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise ValueError("the passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace, settings: Settings) -> int:
+    """Local users: people who sign in to /ui with a password when no identity provider is set."""
+    from services.auth import passwords
+    from services.auth.service import KeyManagementError
+    from services.db import session_scope
+
+    _ensure_schema(settings)
+    ctx = _cli_ctx()
+    try:
+        if args.users_cmd == "create":
+            password = _read_password(args.password_stdin)
+            with session_scope(settings) as session:
+                row = passwords.create_user(
+                    session,
+                    args.username,
+                    password,
+                    args.name or args.username,
+                    args.scope,
+                    ctx,  # type: ignore[arg-type]
+                )
+            print(f"user {row.username} ({row.display_name}) created with scopes {' '.join(row.scopes)}")
+        elif args.users_cmd == "disable":
+            with session_scope(settings) as session:
+                passwords.disable_user(session, args.username, ctx)  # type: ignore[arg-type]
+            print(f"disabled {args.username}")
+        else:
+            with session_scope(settings) as session:
+                for u in passwords.list_users(session):
+                    state = "disabled" if u.disabled_at else "active"
+                    print(f"{u.username}\t{u.display_name}\t{','.join(u.scopes)}\t{state}")
+    except (KeyManagementError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_db(args: argparse.Namespace, settings: Settings) -> int:
     from services.migrate import upgrade
 
@@ -233,6 +279,18 @@ def build_parser() -> argparse.ArgumentParser:
     kr = ksub.add_parser("revoke", help="revoke a key")
     kr.add_argument("key_id")
     k.set_defaults(fn=cmd_keys)
+
+    u = sub.add_parser("users", help="local sign-in for /ui when no identity provider is configured")
+    usub = u.add_subparsers(dest="users_cmd", required=True)
+    uc = usub.add_parser("create", help="create a user (the password is asked for, or read from stdin)")
+    uc.add_argument("username")
+    uc.add_argument("--name", help="display name shown in the audit log (default: the username)")
+    uc.add_argument("--scope", action="append", required=True, help="as for keys (repeatable), e.g. admin")
+    uc.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    usub.add_parser("list", help="list users")
+    ud = usub.add_parser("disable", help="disable a user (their sessions end at once)")
+    ud.add_argument("username")
+    u.set_defaults(fn=cmd_users)
 
     d = sub.add_parser("db", help="database maintenance")
     dsub = d.add_subparsers(dest="db_cmd", required=True)

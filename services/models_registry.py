@@ -7,6 +7,8 @@ def import_all_models() -> None:
     import services.artifacts.models
     import services.audit.models
     import services.auth.models
+    import services.dicomweb.models
     import services.jobs.models
     import services.media.models
-    import services.retention.models  # noqa: F401
+    import services.retention.models
+    import services.webhooks.models  # noqa: F401

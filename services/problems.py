@@ -9,12 +9,13 @@ and paths can carry PHI.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.logsafe import exc_summary
@@ -66,7 +67,23 @@ def problem_body(
     return body
 
 
-def problem_response(request: Request, problem: Problem) -> JSONResponse:
+def render_under(
+    app: FastAPI, prefix: str, renderer: Callable[[Request, Problem], Response], content: dict[str, Any]
+) -> None:
+    """Errors of requests under ``prefix`` are rendered by ``renderer`` instead of as problem+json
+    (a standard API has its own error format: FHIR's OperationOutcome under /fhir); ``content`` is
+    how OpenAPI documents them."""
+    app.state.problem_renderers = [*getattr(app.state, "problem_renderers", []), (prefix, renderer)]
+    app.state.problem_docs = {**getattr(app.state, "problem_docs", {}), prefix: content}
+
+
+def problem_response(request: Request, problem: Problem) -> Response:
+    path = request.url.path
+    # a request without an app in its scope (a handler called on its own) gets plain problem+json
+    app_state = getattr(request.scope.get("app"), "state", None)
+    for prefix, renderer in getattr(app_state, "problem_renderers", []):
+        if path == prefix or path.startswith(prefix + "/"):
+            return renderer(request, problem)
     body = problem_body(
         request,
         problem.status,
@@ -78,19 +95,19 @@ def problem_response(request: Request, problem: Problem) -> JSONResponse:
     return JSONResponse(body, status_code=problem.status, headers=problem.headers, media_type=PROBLEM_JSON)
 
 
-async def _problem_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _problem_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
     return problem_response(request, exc)
 
 
-async def _http_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _http_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
     detail = exc.detail if isinstance(exc.detail, str) and exc.detail != HTTPStatus(status).phrase else None
     return problem_response(request, Problem(status, detail, headers=dict(exc.headers or {})))
 
 
-async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [
         {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
@@ -102,7 +119,7 @@ async def _validation_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unhandled_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _unhandled_handler(request: Request, exc: Exception) -> Response:
     log.error("unhandled error (request %s): %s", getattr(request.state, "request_id", "-"), exc_summary(exc))
     return problem_response(request, Problem(500, "Internal error; quote the request_id to support."))
 
@@ -131,7 +148,7 @@ def storage_unavailable() -> Problem:
     )
 
 
-async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _database_handler(request: Request, exc: Exception) -> Response:
     """A database outage answers 503 + Retry-After, never 500: the client retries (with the same
     Idempotency-Key for uploads) and nothing it sent was acknowledged."""
     from services.db import is_database_outage
@@ -146,16 +163,18 @@ async def _database_handler(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, database_unavailable())
 
 
-async def _storage_handler(request: Request, exc: Exception) -> JSONResponse:
-    from services.storage import ObjectNotFound
+async def _storage_handler(request: Request, exc: Exception) -> Response:
+    from services.storage import ObjectNotFound, StoreUnavailable
 
     if isinstance(exc, ObjectNotFound):
         return await _unhandled_handler(request, exc)
-    log.warning("object store unavailable (request %s): %s", getattr(request.state, "request_id", "-"), exc)
+    # An outage is logged once per state change by the store's circuit breaker, not per request.
+    level = logging.DEBUG if isinstance(exc, StoreUnavailable) else logging.WARNING
+    log.log(level, "object store failed (request %s): %s", getattr(request.state, "request_id", "-"), exc)
     return problem_response(request, storage_unavailable())
 
 
-async def _data_handler(request: Request, exc: Exception) -> JSONResponse:
+async def _data_handler(request: Request, exc: Exception) -> Response:
     """Input the database cannot store or compare (a NUL character in a query parameter or JSON
     field, a number out of range) is the client's error: 422, not 500. Found by fuzzing
     ``GET /v1/audit?action=%00``: PostgreSQL text cannot hold NUL."""
@@ -283,6 +302,11 @@ def _document_problems(app: FastAPI) -> None:
                     extra.update(_BODY_ERRORS)
                 for code, description in extra.items():
                     responses.setdefault(code, {"description": description})
+                docs = getattr(app.state, "problem_docs", {})
+                errors = next(
+                    (c for prefix, c in docs.items() if path == prefix or path.startswith(prefix + "/")),
+                    content,
+                )
                 for code, response in responses.items():
                     if code.isdigit() and int(code) >= 400:
                         # An answer a standard defines (STOW-RS 409: a PS3.18 response data set
@@ -290,7 +314,7 @@ def _document_problems(app: FastAPI) -> None:
                         own = {
                             k: v for k, v in response.get("content", {}).items() if k != "application/json"
                         }
-                        response["content"] = own or content
+                        response["content"] = own or errors
         app.openapi_schema = schema
         return schema
 

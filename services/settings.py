@@ -61,11 +61,17 @@ class Settings(BaseSettings):
         "and requeued.",
     )
     reconcile_interval_s: float = Field(default=30.0, gt=0, description="Seconds between reconciler passes.")
+    broker_check_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Seconds between a worker's checks of the broker (reachable? lost its queues?) and of "
+        "running jobs past their lease: a broker restart or a dead worker's job is acted on within this.",
+    )
     requeue_after_s: float = Field(
         default=3600.0,
         gt=0,
         description="A job still queued after this long is re-sent to the broker (a lost message); "
-        "a broker restart is detected at once and resends everything queued.",
+        "a broker restart is detected within broker_check_interval_s and resends everything queued.",
     )
     embedded_poll_s: float = Field(default=1.0, gt=0, description="In-process worker: idle poll interval.")
     worker_shutdown_timeout_s: float | None = Field(
@@ -102,6 +108,11 @@ class Settings(BaseSettings):
     s3_access_key: SecretStr | None = Field(default=None, description="S3 access key id.")
     s3_secret_key: SecretStr | None = Field(default=None, description="S3 secret access key.")
     s3_secure: bool = Field(default=True, description="Use TLS to reach the S3 store.")
+    s3_ca_bundle: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the S3 store's certificate (a private CA). "
+        "Unset: the system trust store.",
+    )
     s3_region: str | None = Field(
         default=None, description="S3 region; set it so presigning needs no round trip (us-east-1 if unset)."
     )
@@ -145,6 +156,54 @@ class Settings(BaseSettings):
         default=600, description="Requests per client per minute (429 past it)."
     )
 
+    # --- sign-in: OpenID Connect for people, OAuth 2.0 bearer tokens for systems ---------------
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Issuer URL of the hospital's OpenID provider (discovery at "
+        "{issuer}/.well-known/openid-configuration). Unset: API keys and local sign-in only.",
+    )
+    oidc_client_id: str | None = Field(default=None, description="Client id of /ui at the OpenID provider.")
+    oidc_client_secret: SecretStr | None = Field(
+        default=None, description="Client secret of /ui at the OpenID provider (confidential client)."
+    )
+    oidc_roles_claim: str = Field(
+        default="roles", description="Claim of the ID token (or access token) that lists a person's roles."
+    )
+    oidc_role_scopes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='JSON object: provider role -> our scopes, e.g. {"compliance": ["audit:read"], '
+        '"clinician": ["media:read"]}. A person with no mapped role is refused.',
+    )
+    oidc_tenant_claim: str = Field(
+        default="tenant", description="Claim naming the caller's tenant (the client whose media it sees)."
+    )
+    jwt_audience: str | None = Field(
+        default=None,
+        description="Expected `aud` of API bearer tokens from the issuer. Unset: bearer JWTs are refused.",
+    )
+
+    # --- integration (DICOMweb, FHIR, webhooks) ----------------------------------------------
+    public_url: str | None = Field(
+        default=None,
+        description="Base of every absolute URL handed out (STOW-RS RetrieveURL, QIDO RetrieveURL, FHIR "
+        "links, webhook links), e.g. https://dmask.hospital.org. Never taken from the Host header. "
+        "Unset: http://DMASK_HOST:DMASK_PORT.",
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Accept webhook endpoints on loopback/private addresses, over http or https "
+        "(on-premises receivers, tests). Default: only https URLs that resolve to public addresses.",
+    )
+    webhook_max_attempts: int = Field(
+        default=8, ge=1, description="Delivery attempts of one webhook message before it is marked failed."
+    )
+    webhook_retry_base_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="First webhook retry delay (seconds); each further retry waits twice as long "
+        "(capped at 10 hours).",
+    )
+
     # --- API process ---------------------------------------------------------------------------
     host: str = Field(default="127.0.0.1", description="`dmask serve` bind address.")
     port: int = Field(default=8000, description="`dmask serve` port.")
@@ -169,6 +228,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.home / 'dmask.sqlite3').resolve()}"
+
+    @property
+    def public_base(self) -> str:
+        """The configured public base URL without a trailing slash."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return f"http://{self.host}:{self.port}"
 
     @property
     def heartbeat_path(self) -> Path:

@@ -24,13 +24,14 @@ from celery import Celery, bootsteps, signals
 
 from services.retention.schedule import BEAT_SCHEDULE  # imports no Celery app: no cycle
 from services.settings import Settings, get_settings
-from workers.heartbeat import touch
+from services.webhooks.dispatch import beat_schedule as webhook_beat_schedule  # no Celery app: no cycle
+from workers.heartbeat import keep_alive_while_excused, touch
 
 log = logging.getLogger("dmask.worker")
 
 
 def make_celery(settings: Settings) -> Celery:
-    tasks = ["workers.tasks", "workers.retention"]
+    tasks = ["workers.tasks", "workers.retention", "workers.webhooks"]
     app = Celery("dmask", broker=settings.broker_url or "memory://", include=tasks)
     app.conf.update(
         task_acks_late=True,
@@ -54,20 +55,23 @@ def make_celery(settings: Settings) -> Celery:
         task_send_sent_event=False,
         worker_concurrency=settings.worker_concurrency,
         worker_max_tasks_per_child=None,
-        beat_schedule=BEAT_SCHEDULE,  # retention: artifacts and originals past their policy, legal holds kept
+        # retention: artifacts and originals past their policy, legal holds kept; webhook sweep
+        beat_schedule={**BEAT_SCHEDULE, **webhook_beat_schedule()},
     )
     return app
 
 
 class Heartbeat(bootsteps.StartStopStep):
     """Touches ``settings.heartbeat_path`` from the worker's own timer: if the worker's event loop
-    wedges, the file goes stale and the liveness probe restarts the pod."""
+    wedges, the file goes stale and the liveness probe restarts the pod. While the broker is
+    unreachable the loop is excused (workers.heartbeat) and a thread keeps the file fresh."""
 
     requires = {"celery.worker.components:Timer"}
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.tref: Any = None
+        self.stop_keep_alive = threading.Event()
 
     def start(self, parent: Any) -> None:
         settings = get_settings()
@@ -75,8 +79,15 @@ class Heartbeat(bootsteps.StartStopStep):
         self.tref = parent.timer.call_repeatedly(
             settings.worker_heartbeat_interval_s, touch, (settings.heartbeat_path,), priority=10
         )
+        threading.Thread(
+            target=keep_alive_while_excused,
+            args=(settings.heartbeat_path, settings.worker_heartbeat_interval_s, self.stop_keep_alive),
+            name="heartbeat-keep-alive",
+            daemon=True,
+        ).start()
 
     def stop(self, parent: Any) -> None:
+        self.stop_keep_alive.set()
         if self.tref is not None:
             self.tref.cancel()
 
@@ -85,6 +96,14 @@ app = make_celery(get_settings())
 app.steps["worker"].add(Heartbeat)
 
 _reconciler_started = threading.Event()
+
+
+@signals.worker_init.connect
+def _adopt_temp_dir(**_: Any) -> None:
+    """Parent process, before the pool forks: a temp folder a SIGKILL does not leave behind."""
+    from workers.scratch import adopt_process_temp_dir
+
+    adopt_process_temp_dir()
 
 
 @signals.worker_process_init.connect

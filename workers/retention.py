@@ -27,6 +27,7 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from services.artifacts.models import Artifact
+from services.artifacts.service import record_expiry
 from services.audit import service as audit
 from services.jobs.models import Job, JobStatus
 from services.media.models import Media
@@ -109,6 +110,7 @@ def _delete_artifacts(
                     continue
                 store.delete("artifacts", art.object_key)
                 store.delete("artifacts", art.metrics_key)
+                record_expiry(session, get_settings(), art)
                 audit.append(
                     session,
                     _ctx(report.run_id),
@@ -196,6 +198,10 @@ def enforce_retention(
     report = RetentionReport(run_id=uuid.uuid4().hex[:16])
     _delete_artifacts(session, store, now, policy, report)
     _delete_originals(session, store, now, policy, report)
+    if report.artifacts_deleted:
+        from services.webhooks.dispatch import kick
+
+        kick(get_settings())
     audit.append(
         session,
         _ctx(report.run_id),

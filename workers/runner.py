@@ -10,7 +10,6 @@ job to someone else) the result is thrown away instead of being recorded twice.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -20,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from services.jobs import service as jobs
 from services.jobs.models import JobStatus
@@ -28,6 +27,9 @@ from services.logsafe import exc_summary
 from services.settings import Settings
 from services.storage import ObjectNotFound, ObjectStore, StoreUnavailable, get_store, new_key
 from workers.scratch import job_scratch
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -201,10 +203,11 @@ def mask_dicom(
     from models.api import MODEL_VERSION, get_model
     from workers.dicom import DeidKeys, DeidOptions, DicomError, HmacUidMapper
     from workers.dicom import mask_dicom as dicom_mask
+    from workers.dicom.uids import service_uid_key
 
     model = get_model(resolve_device(settings.device), settings.batch_size)
     master = settings.hmac_key.get_secret_value().encode("utf-8")
-    uid_key = hmac.new(master, b"dmask/uid/v1", hashlib.sha256).digest()
+    uid_key = service_uid_key(master)
     dst = workdir / "masked.dcm"
     progress(0.05)
     try:
@@ -324,7 +327,7 @@ def run_job(
     store = store or get_store(settings)
     started = time.monotonic()
     uploaded: list[str] = []
-    status: str | None
+    status: str | None = None
     shutdown = shutdown or SHUTDOWN
     shutdown.busy = True
     try:
@@ -361,8 +364,9 @@ def run_job(
                 model_version=out.model_version,
             )
             new_id = str(uuid.uuid4())
+            index = dicom_indexer(out, claimed, data.size_bytes)
             artifact_id = retry_db(
-                settings, "complete", lambda: jobs.complete(settings, claimed, data, worker, new_id)
+                settings, "complete", lambda: jobs.complete(settings, claimed, data, worker, new_id, index)
             )
             if artifact_id is None:
                 raise LeaseLost()
@@ -409,12 +413,50 @@ def run_job(
                 _send(settings, job_id)
     finally:
         shutdown.busy = False
+        if status in (JobStatus.succeeded, JobStatus.failed):
+            _announce(settings)
         for key in uploaded:
             try:
                 store.delete("artifacts", key)
             except Exception as exc:  # e.g. the store is down: the orphan sweeper removes it later
                 log.warning("could not remove an unrecorded artifact object: %s", type(exc).__name__)
     return status
+
+
+def dicom_indexer(
+    out: Output, claimed: jobs.ClaimedJob, size_bytes: int
+) -> Callable[[Session, str], None] | None:
+    """The DICOMweb index write for a masked DICOM instance (read from the masked file now, written in
+    the transaction that records the artifact); None for photos and videos, which DICOMweb does not
+    serve (services/dicomweb/README.md)."""
+    if out.kind != "dicom":
+        return None
+    from services.dicomweb import index
+
+    entry = index.read_entry(out.path)
+
+    def write(session: Session, artifact_id: str) -> None:
+        index.write(
+            session,
+            entry,
+            artifact_id=artifact_id,
+            client_id=claimed.client_id,
+            record_id=claimed.record_id,
+            job_id=claimed.job_id,
+            size_bytes=size_bytes,
+        )
+
+    return write
+
+
+def _announce(settings: Settings) -> None:
+    """Webhook messages were queued with the job's final state: have them delivered now."""
+    from services.webhooks.dispatch import kick_if_pending
+
+    try:
+        kick_if_pending(settings)
+    except Exception as exc:  # the sweep delivers them anyway
+        log.warning("could not wake the webhook sender: %s", type(exc).__name__)
 
 
 def _release(

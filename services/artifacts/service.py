@@ -7,15 +7,34 @@ import logging
 from datetime import timedelta
 
 from sqlalchemy import exists, select, update
+from sqlalchemy.orm import Session
 
 from services.artifacts.models import Artifact
 from services.audit import service as audit
 from services.db import session_scope, utcnow
+from services.dicomweb import index as dicom_index
 from services.retention.models import LegalHold
 from services.settings import Settings
 from services.storage import ObjectStore
+from services.webhooks import outbox
 
 log = logging.getLogger("dmask.retention")
+
+
+def record_expiry(session: Session, settings: Settings, art: Artifact) -> None:
+    """What an expired artifact takes with it, in the transaction that marks it deleted: its DICOMweb
+    index entry (QIDO stops finding it) and an ``artifact.expired`` webhook message per subscriber."""
+    dicom_index.forget(session, art.id)
+    outbox.emit(
+        session,
+        settings,
+        "artifact.expired",
+        client_id=art.client_id,
+        record_id=art.record_id,
+        job_id=art.job_id,
+        status="expired",
+        artifact_id=art.id,
+    )
 
 
 def expire_artifacts(settings: Settings, store: ObjectStore, batch: int = 200) -> int:
@@ -48,6 +67,7 @@ def expire_artifacts(settings: Settings, store: ObjectStore, batch: int = 200) -
                 .values(deleted_at=utcnow())
             )
             if getattr(res, "rowcount", 0) == 1:
+                record_expiry(session, settings, art)
                 audit.append(
                     session,
                     audit.SYSTEM,
@@ -59,4 +79,8 @@ def expire_artifacts(settings: Settings, store: ObjectStore, batch: int = 200) -
                     detail={"retention_days": settings.artifact_retention_days},
                 )
                 done += 1
+    if done:
+        from services.webhooks.dispatch import kick
+
+        kick(settings)
     return done

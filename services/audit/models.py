@@ -23,6 +23,7 @@ class AuditEvent(Base):
         Index("ix_audit_record", "record_id", "id"),
         Index("ix_audit_client", "client_id", "id"),
         Index("ix_audit_ts", "ts"),
+        Index("ix_audit_actor", "actor_sub", "id"),
     )
 
     id: Mapped[int] = mapped_column(
@@ -31,6 +32,13 @@ class AuditEvent(Base):
     ts: Mapped[datetime]
     client_id: Mapped[str | None] = mapped_column(String(64))
     key_id: Mapped[str | None] = mapped_column(String(32))
+    # who acted (migration 0004): person / system / key, the issuer's stable subject id, a display
+    # name, the issuer, and the OAuth client (or API-key client) the request came through
+    actor_kind: Mapped[str | None] = mapped_column(String(16), default=None)
+    actor_sub: Mapped[str | None] = mapped_column(String(255), default=None)
+    actor_name: Mapped[str | None] = mapped_column(String(255), default=None)
+    actor_issuer: Mapped[str | None] = mapped_column(String(255), default=None)
+    actor_client: Mapped[str | None] = mapped_column(String(255), default=None)
     source_ip: Mapped[str | None] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64), index=True)
     outcome: Mapped[str] = mapped_column(String(16))

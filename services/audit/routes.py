@@ -27,7 +27,8 @@ from services.problems import Problem
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
-CSV_FIELDS = [
+# the columns of exports written before migration 0004 (no actor): they still verify offline
+LEGACY_CSV_FIELDS = [
     "id",
     "ts",
     "client_id",
@@ -44,6 +45,7 @@ CSV_FIELDS = [
     "prev_hash",
     "hash",
 ]
+CSV_FIELDS = [*LEGACY_CSV_FIELDS, *audit.ACTOR_FIELDS]
 
 
 def encode_cursor(last_id: int) -> str:
@@ -73,6 +75,9 @@ def list_audit(
     principal: Annotated[Principal, Depends(require_scope("audit:read"))],
     record: str | None = None,
     client: str | None = None,
+    actor: Annotated[
+        str | None, Query(description="Events of one actor: a person's or system's subject, or a key id.")
+    ] = None,
     action: str | None = None,
     outcome: str | None = None,
     since: Annotated[datetime | None, Query(description="Events at or after this time (ISO 8601).")] = None,
@@ -84,6 +89,7 @@ def list_audit(
     flt = audit.AuditFilter(
         record_id=record,
         client_id=client,
+        actor=actor,
         action=action,
         outcome=outcome,
         since=since,
@@ -96,6 +102,7 @@ def list_audit(
         for k, v in {
             "record": record,
             "client": client,
+            "actor": actor,
             "action": action,
             "outcome": outcome,
             "since": since and since.isoformat(),

@@ -3,6 +3,11 @@
 Each event's ``hash`` is the SHA-256 of its canonical JSON content, which includes its sequence
 number and the previous event's hash. Changing, removing or reordering any row therefore breaks the
 chain from that row on, and ``verify`` finds the first broken row.
+
+The actor fields (who acted: kind, subject, name, issuer, client) came later (migration 0004). They
+enter the hashed content as one ``actor`` object only when the event has an actor, so rows written
+before them hash exactly as they did and old chains and old exports still verify; a new row's actor
+is covered by its hash like everything else (blanking it changes the content, and the hash).
 """
 
 from __future__ import annotations
@@ -31,6 +36,19 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class Actor:
+    """Who acted. ``kind`` is ``person`` (signed in at the identity provider or locally), ``system``
+    (an OAuth 2.0 bearer token) or ``key`` (an API key); ``subject`` is the issuer's stable id (the
+    token's ``sub``, the key id); ``client`` the OAuth client or API-key client the request came in by."""
+
+    kind: str
+    subject: str
+    name: str | None = None
+    issuer: str | None = None
+    client: str | None = None
+
+
+@dataclass(frozen=True)
 class AuditContext:
     """Who did it and from where: attached to every event written during one request or task."""
 
@@ -38,7 +56,10 @@ class AuditContext:
     key_id: str | None = None
     source_ip: str | None = None
     request_id: str | None = None
+    actor: Actor | None = None
 
+
+ACTOR_FIELDS = ("actor_kind", "actor_sub", "actor_name", "actor_issuer", "actor_client")
 
 SYSTEM = AuditContext(client_id=None, key_id=None, source_ip=None, request_id=None)
 
@@ -59,7 +80,7 @@ def _ts(value: datetime) -> str:
 
 
 def canonical_content(event: AuditEvent) -> dict[str, Any]:
-    return {
+    content = {
         "seq": event.id,
         "ts": _ts(event.ts),
         "client_id": event.client_id,
@@ -75,6 +96,10 @@ def canonical_content(event: AuditEvent) -> dict[str, Any]:
         "detail": event.detail or {},
         "prev_hash": event.prev_hash,
     }
+    actor = {name: getattr(event, name) for name in ACTOR_FIELDS}
+    if any(value is not None for value in actor.values()):
+        content["actor"] = actor  # absent on rows without an actor: older rows hash as before
+    return content
 
 
 def compute_hash(event: AuditEvent) -> str:
@@ -112,6 +137,11 @@ def append(
         request_id=ctx.request_id,
         detail=detail or {},
         prev_hash=head.hash,
+        actor_kind=ctx.actor.kind if ctx.actor else None,
+        actor_sub=ctx.actor.subject if ctx.actor else None,
+        actor_name=ctx.actor.name if ctx.actor else None,
+        actor_issuer=ctx.actor.issuer if ctx.actor else None,
+        actor_client=ctx.actor.client if ctx.actor else None,
     )
     event.hash = compute_hash(event)
     session.add(event)
@@ -183,6 +213,7 @@ def verify(session: Session, batch: int = 2000) -> VerifyResult:
 class AuditFilter:
     record_id: str | None = None
     client_id: str | None = None
+    actor: str | None = None  # an actor's subject (or, for API keys, key id)
     action: str | None = None
     outcome: str | None = None
     since: datetime | None = None
@@ -196,6 +227,8 @@ def query(session: Session, flt: AuditFilter, limit: int | None) -> list[AuditEv
         stmt = stmt.where(AuditEvent.record_id == flt.record_id)
     if flt.client_id is not None:
         stmt = stmt.where(AuditEvent.client_id == flt.client_id)
+    if flt.actor is not None:
+        stmt = stmt.where(AuditEvent.actor_sub == flt.actor)
     if flt.action is not None:
         stmt = stmt.where(AuditEvent.action == flt.action)
     if flt.outcome is not None:
@@ -239,4 +272,5 @@ def event_dict(ev: AuditEvent) -> dict[str, Any]:
         "detail": ev.detail or {},
         "prev_hash": ev.prev_hash,
         "hash": ev.hash,
+        **{name: getattr(ev, name) for name in ACTOR_FIELDS},
     }

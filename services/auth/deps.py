@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import Request
 
 from services.audit import service as audit
+from services.auth import jwt_tokens
+from services.auth.discovery import Provider, ProviderUnavailable
 from services.auth.ratelimit import RateLimiter
 from services.auth.service import Principal, verify_key
 from services.db import session_scope
@@ -35,12 +38,20 @@ def audit_ctx(request: Request, principal: Principal | None = None) -> audit.Aud
         key_id=principal.key_id if principal else None,
         source_ip=source_ip(request),
         request_id=getattr(request.state, "request_id", None),
+        actor=principal.audit_actor if principal else None,
     )
 
 
 def _audit_denial(
-    request: Request, principal: Principal | None, status: int, reason: str, **ids: str
+    request: Request,
+    principal: Principal | None,
+    status: int,
+    reason: str,
+    *,
+    token: dict[str, Any] | None = None,
+    ids: dict[str, str] | None = None,
 ) -> None:
+    ids = ids or {}
     settings = settings_of(request)
     try:
         with session_scope(settings) as session:
@@ -58,6 +69,7 @@ def _audit_denial(
                     "reason": reason,
                     "method": request.method,
                     "route": _route(request),
+                    **({"token": token} if token else {}),
                 },
             )
     except Exception as exc:  # the refusal itself must still go out
@@ -82,23 +94,59 @@ def throttle_source(request: Request) -> None:
         raise Problem(429, "Rate limit exceeded.", slug="rate-limited", headers={"Retry-After": str(retry)})
 
 
+def provider_of(request: Request) -> Provider | None:
+    provider: Provider | None = getattr(request.app.state, "oidc_provider", None)
+    return provider
+
+
+def _verify_token(request: Request, token: str) -> Principal:
+    """An access token from the configured issuer (``TokenRejected`` otherwise)."""
+    settings = settings_of(request)
+    provider = provider_of(request)
+    if provider is None or not settings.jwt_audience:
+        raise jwt_tokens.TokenRejected(
+            "bearer tokens are not accepted (no DMASK_OIDC_ISSUER / DMASK_JWT_AUDIENCE)",
+            jwt_tokens.unverified_hint(token),
+        )
+    try:
+        claims = jwt_tokens.validate(provider, token, settings.jwt_audience)
+    except ProviderUnavailable as exc:
+        log.error("identity provider unavailable: %s", exc)
+        raise Problem(
+            503, "The identity provider cannot be reached to check this token.", slug="unavailable"
+        ) from None
+    return jwt_tokens.system_principal(
+        claims, settings.oidc_roles_claim, settings.oidc_role_scopes, settings.oidc_tenant_claim
+    )
+
+
 def authenticate(request: Request) -> Principal:
+    """An API key (``dmk_...``) or, when an issuer is configured, a JWT access token from it."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
+    token = token.strip()
     principal = None
-    if scheme.lower() == "bearer" and token.strip():
-        with session_scope(settings_of(request)) as session:
-            principal = verify_key(session, token.strip())
+    reason = "missing credentials" if not header else "invalid credentials"
+    hint: dict[str, Any] | None = None
+    if scheme.lower() == "bearer" and token:
+        if jwt_tokens.looks_like_jwt(token):
+            try:
+                principal = _verify_token(request, token)
+            except jwt_tokens.TokenRejected as exc:
+                reason, hint = f"invalid token: {exc.reason}", exc.hint
+        else:
+            with session_scope(settings_of(request)) as session:
+                principal = verify_key(session, token)
     limiter: RateLimiter = request.app.state.rate_limiter
     if principal is None:
         throttle_source(request)
-        reason = "missing credentials" if not header else "invalid credentials"
-        _audit_denial(request, None, 401, reason)
+        _audit_denial(request, None, 401, reason, token=hint)
+        error = ', error="invalid_token"' if hint is not None else ""
         raise Problem(
             401,
-            "A valid API key is required (Authorization: Bearer <key>).",
+            "A valid API key or access token is required (Authorization: Bearer <key or token>).",
             slug="unauthenticated",
-            headers={"WWW-Authenticate": 'Bearer realm="dmask"'},
+            headers={"WWW-Authenticate": f'Bearer realm="dmask"{error}'},
         )
     allowed, retry, first = limiter.hit(principal.client_id)
     if not allowed:
@@ -144,5 +192,5 @@ def require_any(*scopes: str) -> Callable[[Request], Principal]:
 
 def deny_other_tenant(request: Request, principal: Principal, what: str, **ids: str) -> Problem:
     """Another client's resource: audited as a denial, answered as 404 so existence is not leaked."""
-    _audit_denial(request, principal, 404, f"{what} belongs to another client", **ids)
+    _audit_denial(request, principal, 404, f"{what} belongs to another client", ids=ids)
     return Problem(404, f"No such {what}.", slug="not-found")

@@ -22,7 +22,7 @@ from services.auth.models import ApiKey, Client
 from services.db import utcnow
 
 # metrics: read /metrics only (a Prometheus scraper's key); it sees no record, job or audit data
-SCOPES = ("media:write", "media:read", "audit:read", "metrics", "admin")
+SCOPES = ("media:write", "media:read", "audit:read", "metrics", "webhooks:admin", "admin")
 CLIENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 KEY_FORMAT = re.compile(r"^dmk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 
@@ -33,9 +33,20 @@ class KeyManagementError(ValueError):
 
 @dataclass(frozen=True)
 class Principal:
+    """The caller of one request. ``client_id`` is the tenant: the client whose media it may see (an
+    API key's client, a token's tenant claim). ``actor`` says who it is for the audit; an API key's
+    actor is the key itself."""
+
     client_id: str
-    key_id: str
+    key_id: str | None
     scopes: frozenset[str]
+    actor: audit.Actor | None = None
+
+    @property
+    def audit_actor(self) -> audit.Actor:
+        if self.actor is not None:
+            return self.actor
+        return audit.Actor(kind="key", subject=self.key_id or "", name=self.client_id, client=self.client_id)
 
     @property
     def is_admin(self) -> bool:
@@ -43,6 +54,14 @@ class Principal:
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or self.is_admin
+
+
+def check_scopes(scopes: list[str]) -> None:
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown or not scopes:
+        raise KeyManagementError(
+            f"scopes must be among {', '.join(SCOPES)} (got {', '.join(unknown) or 'none'})"
+        )
 
 
 def hash_key(key: str) -> str:
@@ -55,11 +74,7 @@ def create_key(
     """Create a key (and the client on first use). Returns the row and the key, shown once."""
     if not CLIENT_NAME.match(client):
         raise KeyManagementError("client name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    unknown = sorted(set(scopes) - set(SCOPES))
-    if unknown or not scopes:
-        raise KeyManagementError(
-            f"scopes must be among {', '.join(SCOPES)} (got {', '.join(unknown) or 'none'})"
-        )
+    check_scopes(scopes)
     if session.get(Client, client) is None:
         session.add(Client(id=client))
         session.flush()

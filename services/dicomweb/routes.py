@@ -23,10 +23,12 @@ from typing import Annotated
 import pydicom
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
+from pydicom.uid import UID
 from starlette.concurrency import run_in_threadpool
 
 from services.auth.deps import audit_ctx, require_scope, settings_of
 from services.auth.service import Principal
+from services.dicomweb.schema import DICOM_JSON_DATASET
 from services.media import service
 from services.media.service import BodyState, ChunkPipe, Received, UploadAborted
 from services.metrics import UPLOAD_BYTES
@@ -41,6 +43,7 @@ from workers.dicom import (
     ReadLimits,
     StoredInstance,
     StowError,
+    WarningReason,
     build_stow_response,
     check_stow_content_type,
     inspect_bytes,
@@ -48,6 +51,8 @@ from workers.dicom import (
     stow_http_status,
 )
 from workers.dicom.stow import DICOM_MEDIA_TYPE
+from workers.dicom.support import refusal
+from workers.dicom.uids import keyed_uid, service_uid_key
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -60,10 +65,14 @@ STOW_DOC = """DICOMweb STOW-RS: store DICOM instances; each one is masked asynch
 
 Body: `multipart/related; type="application/dicom"`, one Part 10 instance per part. `record_id` (query,
 required) names the EHR record the instances belong to. The answer is `application/dicom+json`:
-ReferencedSOPSequence (stored instances; RetrieveURL is the instance's job, `GET` it for the masked
-artifact) and FailedSOPSequence (FailureReason 0xC000 unreadable/not DICOM, 0xA900 not in the study of
-the URL, 0xA700 over a cap, 0x0110 other). 200 all stored, 202 some failed, 409 none stored.
-An `Idempotency-Key` makes retries safe (per instance: same key and instance, same job).
+ReferencedSOPSequence (accepted instances; RetrieveURL is the WADO-RS URL the masked instance will
+have, under DMASK_PUBLIC_URL: 404 until its job succeeds) and FailedSOPSequence with a FailureReason:
+0x0122 SOP class without an image (nothing to mask), 0xA900 no usable pixel data or not in the
+study of the URL, 0xC122 transfer syntax not decodable, 0x0111 this SOP Instance UID was already
+stored for the record with other content, 0xC000 unreadable/not DICOM, 0xA700 over a cap, 0x0110
+other. Nothing is stored for a failed instance. 200 all stored, 202 some failed or stored with a
+warning, 409 none stored. A second STOW of the same SOP Instance UID for the same record (a client
+retrying) is recognised: same job, no new work, WarningReason 0x0111 and a `Warning` header.
 """
 
 
@@ -73,17 +82,6 @@ class DicomJsonResponse(Response):
     media_type = DICOM_JSON
 
 
-# PS3.18 Annex F.2: a data set as JSON, keyed by 8-hex-digit tags, each attribute an object with
-# its VR and (when it has one) a Value array.
-DICOM_JSON_DATASET: dict[str, object] = {
-    "type": "object",
-    "propertyNames": {"pattern": "^[0-9A-F]{8}$"},
-    "additionalProperties": {
-        "type": "object",
-        "required": ["vr"],
-        "properties": {"vr": {"type": "string", "pattern": "^[A-Z]{2}$"}, "Value": {"type": "array"}},
-    },
-}
 STOW_ANSWER = {DICOM_JSON: {"schema": DICOM_JSON_DATASET}}
 
 RESPONSES: dict[int | str, dict[str, object]] = {
@@ -184,19 +182,27 @@ async def _read_parts(
     raise Problem(400, "The upload was interrupted before it was complete.", slug="upload-interrupted")
 
 
-def _check_part(part: Part, settings: Settings, study_uid: str | None) -> tuple[str, str] | FailedInstance:
-    """(SOP Class UID, SOP Instance UID) of a sound DICOM part, else why it fails."""
+def _check_part(
+    part: Part, settings: Settings, study_uid: str | None
+) -> tuple[str, str, str, str] | FailedInstance:
+    """(SOP Class, SOP Instance, Study, Series UIDs) of a sound DICOM part the worker can mask, else
+    why it fails (PS3.18 failure reason)."""
     unreadable = FailedInstance(FailureReason.CANNOT_UNDERSTAND)
     if part.content_type != DICOM_MEDIA_TYPE or part.size == 0:
         return unreadable
     try:
         with mmap.mmap(part.body.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-            inspect_bytes(mm, ReadLimits(max_file_bytes=settings.max_upload_bytes))
+            layout = inspect_bytes(mm, ReadLimits(max_file_bytes=settings.max_upload_bytes))
         part.body.seek(0)
-        ds = pydicom.dcmread(part.body, force=True, stop_before_pixels=True)
+        # Values over 64 KiB (pixel data) are deferred: present for the checks, never loaded.
+        ds = pydicom.dcmread(part.body, force=True, defer_size=65536)
         sop_class = str(ds.get("SOPClassUID", "") or "").strip()
         sop_instance = str(ds.get("SOPInstanceUID", "") or "").strip()
         study = str(ds.get("StudyInstanceUID", "") or "").strip()
+        series = str(ds.get("SeriesInstanceUID", "") or "").strip()
+        if not ds.file_meta.get("TransferSyntaxUID"):  # no file meta: the structural pass inferred it
+            ds.file_meta.TransferSyntaxUID = UID(layout.transfer_syntax_uid)
+        why_not = refusal(ds)
     except Exception:  # DicomError from the structural pass; pydicom raises assorted types
         return unreadable
     finally:
@@ -205,7 +211,16 @@ def _check_part(part: Part, settings: Settings, study_uid: str | None) -> tuple[
         return unreadable
     if study_uid is not None and study != study_uid:
         return FailedInstance(FailureReason.DATASET_DOES_NOT_MATCH_SOP_CLASS, sop_class, sop_instance)
-    return sop_class, sop_instance
+    if why_not is not None:
+        return FailedInstance(why_not[0], sop_class, sop_instance)
+    return sop_class, sop_instance, study, series
+
+
+REFUSAL_SLUGS: dict[int, str] = {
+    FailureReason.DATASET_DOES_NOT_MATCH_SOP_CLASS: "no-usable-image-or-study-mismatch",
+    FailureReason.SOP_CLASS_NOT_SUPPORTED: "sop-class-not-supported",
+    FailureReason.TRANSFER_SYNTAX_NOT_SUPPORTED: "transfer-syntax-not-supported",
+}
 
 
 def _failure_of(problem: Problem) -> FailureReason:
@@ -216,10 +231,19 @@ def _failure_of(problem: Problem) -> FailureReason:
     return FailureReason.PROCESSING_FAILURE
 
 
-def _instance_idempotency_key(idem_key: str | None, sop_instance: str) -> str | None:
-    if idem_key is None:
-        return None
-    return "stow-" + hashlib.sha256(f"{idem_key}\0{sop_instance}".encode()).hexdigest()
+def _instance_idempotency_key(record_id: str, sop_instance: str) -> str:
+    """A PACS identifies an instance by its SOP Instance UID: the same UID for the same record (and
+    client: idempotency keys are per client) is the same upload, whether or not the client sent an
+    Idempotency-Key, so its retries never become new jobs."""
+    return "stow-sop-" + hashlib.sha256(f"{record_id}\0{sop_instance}".encode()).hexdigest()
+
+
+def _masked_url(settings: Settings, study: str, series: str, sop: str) -> str:
+    """The WADO-RS URL the masked instance will have: UIDs are remapped by a keyed HMAC the API can
+    compute too (workers.dicom.uids), under the configured public base URL."""
+    key = service_uid_key(settings.hmac_key.get_secret_value().encode("utf-8"))
+    m = [keyed_uid(key, uid) for uid in (study, series, sop)]
+    return f"{settings.public_base}/dicomweb/studies/{m[0]}/series/{m[1]}/instances/{m[2]}"
 
 
 async def _part_chunks(part: Part, executor: Executor) -> AsyncIterator[bytes]:
@@ -260,23 +284,19 @@ async def stow(request: Request, principal: Principal, record_id: str, study_uid
     stored: list[StoredInstance] = []
     failed: list[FailedInstance] = []
     new_jobs: list[str] = []
-    base = str(request.base_url).rstrip("/")
+    repeated = 0
     try:
         for part in parts:
             try:
                 checked = await run_in_threadpool(_check_part, part, settings, study_uid)
                 if isinstance(checked, FailedInstance):
                     failed.append(checked)
-                    slug = (
-                        "study-mismatch"
-                        if checked.failure_reason == FailureReason.DATASET_DOES_NOT_MATCH_SOP_CLASS
-                        else "unreadable-dicom"
-                    )
+                    slug = REFUSAL_SLUGS.get(checked.failure_reason, "unreadable-dicom")
                     await run_in_threadpool(
                         service.audit_rejection, settings, ctx, record_id, Problem(422, slug=slug)
                     )
                     continue
-                sop_class, sop_instance = checked
+                sop_class, sop_instance, part_study, part_series = checked
 
                 async def receiver(keep: bool, part: Part = part) -> Received:
                     return await service.store_stream(
@@ -291,20 +311,31 @@ async def stow(request: Request, principal: Principal, record_id: str, study_uid
                         ctx,
                         settings,
                         store,
-                        _instance_idempotency_key(idem_key, sop_instance),
+                        _instance_idempotency_key(record_id, sop_instance),
                     )
                 except Problem as problem:
                     if problem.status >= 500:
                         raise  # an outage: the client retries the request
-                    failed.append(FailedInstance(_failure_of(problem), sop_class, sop_instance))
+                    reason = (
+                        FailureReason.DUPLICATE_SOP_INSTANCE
+                        if problem.slug == "idempotency-key-reused"
+                        else _failure_of(problem)
+                    )
+                    failed.append(FailedInstance(reason, sop_class, sop_instance))
                     continue
                 media, job = accepted.media, accepted.job
                 if not accepted.replayed:
                     UPLOAD_BYTES.labels(kind=media.kind).inc(media.size_bytes)
                 if accepted.to_dispatch:
                     new_jobs.append(job.id)
+                repeated += accepted.replayed
                 stored.append(
-                    StoredInstance(sop_class, sop_instance, retrieve_url=f"{base}/v1/jobs/{job.id}")
+                    StoredInstance(
+                        sop_class,
+                        sop_instance,
+                        retrieve_url=_masked_url(settings, part_study, part_series, sop_instance),
+                        warning_reason=WarningReason.ALREADY_RECEIVED if accepted.replayed else None,
+                    )
                 )
             finally:
                 part.close()
@@ -314,8 +345,18 @@ async def stow(request: Request, principal: Principal, record_id: str, study_uid
         if new_jobs:
             await run_in_threadpool(request.app.state.dispatcher.enqueue, new_jobs)
 
-    body = build_stow_response(stored, failed).to_json_dict()
-    return DicomJsonResponse(json.dumps(body), status_code=stow_http_status(stored, failed))
+    study_url = None
+    if study_uid is not None:
+        key = service_uid_key(settings.hmac_key.get_secret_value().encode("utf-8"))
+        study_url = f"{settings.public_base}/dicomweb/studies/{keyed_uid(key, study_uid)}"
+    body = build_stow_response(stored, failed, retrieve_url=study_url).to_json_dict()
+    headers = {}
+    if repeated:
+        headers["Warning"] = (
+            f'299 dmask "{repeated} instance(s) were already received for this record; '
+            'their existing jobs stand and nothing was stored again"'
+        )
+    return DicomJsonResponse(json.dumps(body), status_code=stow_http_status(stored, failed), headers=headers)
 
 
 @router.post(

@@ -7,9 +7,12 @@ lets the search code evaluate FHIR token parameters (``action``, ``type``, ``sub
 by classifying the distinct ``action`` values of the log.
 
 Shape (IHE BALP):
-- ``agent[0]`` the requestor: the API client (``who.identifier`` = client, ``altId`` = key id,
-  ``network`` = source address), or the operator for CLI actions, or the service itself for
-  worker-side events; ``agent[1]`` the service (DICOM "Destination Role ID").
+- ``agent[0]`` the requestor: a person signed in at the identity provider (type ``humanuser``,
+  ``who.identifier`` = issuer + subject, ``who.display`` = their name), a system with a bearer token
+  (DCM "Source Role ID", identifier = issuer + subject), an API key's client (``who.identifier`` =
+  client, ``altId`` = key id), or the operator for CLI actions, or the service itself for worker-side
+  events; each with ``network`` = source address. ``agent[1]`` the service (DICOM "Destination Role
+  ID"); for a person, ``agent[2]`` the application they used (the OAuth client, DCM "Application").
 - ``entity``: the record as Patient (identifier only: the EHR's record ID), the media, job and
   artifact as system objects, the request ID with BALP's ``XrequestId`` entity type.
 - The chain position (seq, hash, prev_hash) and the service's event detail travel as extensions so
@@ -31,6 +34,7 @@ RESTFUL = "http://hl7.org/fhir/restful-interaction"
 ENTITY_TYPE = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 OBJECT_ROLE = "http://terminology.hl7.org/CodeSystem/object-role"
 SOURCE_TYPE = "http://terminology.hl7.org/CodeSystem/security-source-type"
+SECURITY_ROLE = "http://terminology.hl7.org/CodeSystem/extra-security-role-type"
 BALP_ENTITY_TYPE = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 NETWORK_IP = "2"
 
@@ -83,6 +87,9 @@ ACTIONS: dict[str, ActionClass] = {
     "media.upload": ActionClass(TYPE_REST, "C", "create"),
     "media.upload.replay": ActionClass(TYPE_REST, "C", "create"),
     "media.list": ActionClass(TYPE_REST, "E", "search-type"),
+    "media.search": ActionClass(TYPE_REST, "E", "search-type"),
+    "dicomweb.search": ActionClass(TYPE_REST, "E", "search-type"),
+    "dicomweb.read": ActionClass(TYPE_REST, "R", "read"),
     "artifact.read": ActionClass(TYPE_REST, "R", "read"),
     "artifact.metrics_read": ActionClass(TYPE_REST, "R", "read"),
     "artifact.delete": ActionClass(TYPE_APP, "D"),
@@ -96,6 +103,8 @@ ACTIONS: dict[str, ActionClass] = {
     "request.denied": ActionClass(TYPE_SECURITY, "E"),
     "key.create": ActionClass(TYPE_SECURITY, "C"),
     "key.revoke": ActionClass(TYPE_SECURITY, "D"),
+    "user.create": ActionClass(TYPE_SECURITY, "C"),
+    "user.disable": ActionClass(TYPE_SECURITY, "D"),
     "legal_hold.set": ActionClass(TYPE_REST, "U", "update"),
     "legal_hold.release": ActionClass(TYPE_REST, "D", "delete"),
     "legal_hold.read": ActionClass(TYPE_REST, "R", "read"),
@@ -169,7 +178,16 @@ def _requestor(ev: AuditEvent) -> dict[str, Any] | None:
         "type": {"coding": [coding(DCM, "110153", "Source Role ID")]},
         "requestor": True,
     }
-    if ev.client_id:
+    if ev.actor_kind in ("person", "system") and ev.actor_sub:
+        if ev.actor_kind == "person":
+            agent["type"] = {"coding": [coding(SECURITY_ROLE, "humanuser", "human user")]}
+        agent["who"] = {
+            "identifier": _identifier(ev.actor_issuer or SYS_CLIENT, ev.actor_sub),
+            "display": ev.actor_name or ev.actor_sub,
+        }
+        if ev.actor_kind == "system":
+            agent["who"]["type"] = "Device"
+    elif ev.client_id:
         agent["who"] = {
             "identifier": _identifier(SYS_CLIENT, ev.client_id),
             "type": "Device",
@@ -245,6 +263,14 @@ def to_fhir(ev: AuditEvent) -> dict[str, Any]:
     code = outcome_code(ev.outcome)
     requestor = _requestor(ev)
     agents = [requestor, _service_agent(False)] if requestor else [_service_agent(True)]
+    if ev.actor_kind == "person" and ev.actor_client:
+        agents.append(
+            {
+                "type": {"coding": [coding(DCM, "110150", "Application")]},
+                "who": {"identifier": _identifier(SYS_CLIENT, ev.actor_client), "display": ev.actor_client},
+                "requestor": False,
+            }
+        )
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
         "id": str(ev.id),

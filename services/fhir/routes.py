@@ -13,7 +13,6 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -22,28 +21,21 @@ from services.audit.models import AuditEvent, AuditHead
 from services.auth.deps import audit_ctx, require_scope, settings_of
 from services.auth.service import Principal
 from services.db import get_sessionmaker, session_scope, utcnow
-from services.fhir import mapping, search
+from services.fhir import mapping, media, search
+from services.fhir.outcome import FHIR_JSON, FhirResponse, outcome
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
 
-FHIR_JSON = "application/fhir+json"
 FHIR_VERSION = "4.0.1"
 
 
-class FhirResponse(JSONResponse):
-    media_type = FHIR_JSON
-
-
 def operation_outcome(status: int, code: str, message: str) -> FhirResponse:
-    body = {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "error", "code": code, "diagnostics": message}],
-    }
-    return FhirResponse(body, status_code=status)
+    return outcome(status, code, message)
 
 
 def base_url(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/fhir"
+    """Absolute links use the configured public base URL (DMASK_PUBLIC_URL), never the Host header."""
+    return settings_of(request).public_base + "/fhir"
 
 
 def _head_seq(session: Any) -> int:
@@ -51,11 +43,17 @@ def _head_seq(session: Any) -> int:
     return seq
 
 
+def _audit_search(
+    request: Request, principal: Principal, action: str, record_id: str | None, detail: dict[str, Any]
+) -> None:
+    with session_scope(settings_of(request)) as session:
+        audit.append(session, audit_ctx(request, principal), action, record_id=record_id, detail=detail)
+
+
 def _audit_read(
     request: Request, principal: Principal, record_id: str | None, detail: dict[str, Any]
 ) -> None:
-    with session_scope(settings_of(request)) as session:
-        audit.append(session, audit_ctx(request, principal), "audit.read", record_id=record_id, detail=detail)
+    _audit_search(request, principal, "audit.read", record_id, detail)
 
 
 @router.get(
@@ -121,7 +119,7 @@ def search_audit_events(
 async def read_audit_event(
     request: Request, event_id: str, principal: Annotated[Principal, Depends(require_scope("audit:read"))]
 ) -> FhirResponse:
-    if not event_id.isdigit() or len(event_id) > 18:
+    if not (event_id.isascii() and event_id.isdigit()) or len(event_id) > 18:
         return operation_outcome(404, "not-found", "No such AuditEvent.")
     settings = settings_of(request)
 
@@ -143,6 +141,55 @@ async def read_audit_event(
     if ev is None:
         return operation_outcome(404, "not-found", "No such AuditEvent.")
     return FhirResponse(mapping.to_fhir(ev), headers={"Cache-Control": "no-store", "ETag": f'W/"{ev.hash}"'})
+
+
+@router.get(
+    "/Media",
+    response_class=FhirResponse,
+    summary="Search masked media (FHIR R4 searchset Bundle of Media)",
+    description="Search parameters: patient (record ID), created (date prefixes), status (preparation "
+    "in-progress completed not-done), _count; next links page through the results. Scope media:read.",
+)
+def search_media(
+    request: Request, principal: Annotated[Principal, Depends(require_scope("media:read"))]
+) -> FhirResponse:
+    settings = settings_of(request)
+    try:
+        parsed = media.parse(list(request.query_params.multi_items()))
+    except search.SearchError as exc:
+        return operation_outcome(400, exc.code, str(exc))
+    with get_sessionmaker(settings)() as session:
+        rows, nxt = media.run(session, parsed, None if principal.is_admin else principal.client_id)
+        session.expunge_all()
+    record = next(iter(parsed.patients)) if len(parsed.patients) == 1 else None
+    _audit_search(
+        request,
+        principal,
+        "media.search",
+        record,
+        {"api": "fhir", "query": sorted({k for k, _ in parsed.used}), "returned": len(rows)},
+    )
+    base = base_url(request)
+    links = [{"relation": "self", "url": f"{base}/Media?{urlencode(parsed.used)}".rstrip("?")}]
+    if nxt is not None:
+        more = [*parsed.used, ("_count", str(parsed.count)), ("_cursor", media.encode_cursor(*nxt))]
+        links.append({"relation": "next", "url": f"{base}/Media?{urlencode(more)}"})
+    bundle = {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": audit._ts(utcnow())},
+        "type": "searchset",
+        "link": links,
+        "entry": [
+            {
+                "fullUrl": f"{base}/Media/{job.id}",
+                "resource": media.to_fhir(job, m, art, inst, settings.public_base),
+                "search": {"mode": "match"},
+            }
+            for job, m, art, inst in rows
+        ],
+    }
+    return FhirResponse(bundle, headers={"Cache-Control": "no-store"})
 
 
 SEARCH_PARAMS = [
@@ -169,13 +216,19 @@ def capability_statement(request: Request) -> FhirResponse:
         "date": "2026-11-28",
         "kind": "instance",
         "software": {"name": "DigitalMask"},
-        "implementation": {"description": "DigitalMask audit log (read-only)", "url": base_url(request)},
+        "implementation": {
+            "description": "DigitalMask: audit log and masked media (read-only)",
+            "url": base_url(request),
+        },
         "fhirVersion": FHIR_VERSION,
         "format": ["json"],
         "rest": [
             {
                 "mode": "server",
-                "security": {"description": "Authorization: Bearer <API key> with scope audit:read"},
+                "security": {
+                    "description": "Authorization: Bearer <API key>; scope audit:read for AuditEvent, "
+                    "media:read for Media. Errors are OperationOutcome resources."
+                },
                 "resource": [
                     {
                         "type": "AuditEvent",
@@ -183,7 +236,14 @@ def capability_statement(request: Request) -> FhirResponse:
                         "searchParam": [
                             {"name": n, "type": t, "documentation": d} for n, t, d in SEARCH_PARAMS
                         ],
-                    }
+                    },
+                    {
+                        "type": "Media",
+                        "interaction": [{"code": "search-type"}],
+                        "searchParam": [
+                            {"name": n, "type": t, "documentation": d} for n, t, d in media.SEARCH_PARAMS
+                        ],
+                    },
                 ],
             }
         ],

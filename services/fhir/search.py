@@ -96,7 +96,7 @@ def date_range(value: str) -> tuple[datetime, datetime]:
     value = value.replace(" ", "+")  # an unencoded '+' of a zone offset arrives as a space
     m = DATE_RE.match(value)
     if not m:
-        raise SearchError(f"Invalid date value {value!r}.")
+        raise SearchError("Invalid date value (expected a FHIR date, dateTime or instant).")
     g = m.groupdict()
     tz = UTC
     if g["tz"] and g["tz"] != "Z":
@@ -128,18 +128,18 @@ def date_range(value: str) -> tuple[datetime, datetime]:
                 start = base.replace(second=int(g["S"]), microsecond=micros)
                 end = start + timedelta(microseconds=10 ** max(0, 6 - len(digits)))
     except ValueError:
-        raise SearchError(f"Invalid date value {value!r}.") from None
+        raise SearchError("Invalid date value (expected a FHIR date, dateTime or instant).") from None
     return start.astimezone(UTC), end.astimezone(UTC)
 
 
-def date_clause(raw: str) -> ColumnElement[bool]:
+def date_clause(raw: str, ts: Any = AuditEvent.ts) -> ColumnElement[bool]:
+    """A FHIR ``date`` search value (with its prefix) as a clause on the timestamp column ``ts``."""
     prefix, value = ("eq", raw)
     if raw[:2] in PREFIXES and not raw[:2].isdigit():
         prefix, value = raw[:2], raw[2:]
     elif raw[:2].isalpha():
-        raise SearchError(f"Unsupported date prefix {raw[:2]!r}.", code="not-supported")
+        raise SearchError("Unsupported date prefix (use eq ne gt lt ge le sa eb).", code="not-supported")
     lo, hi = date_range(value)
-    ts = AuditEvent.ts
     if prefix == "eq":
         return and_(ts >= lo, ts < hi)
     if prefix == "ne":
@@ -294,16 +294,19 @@ def parse(params: Sequence[tuple[str, str]], known_actions: Iterable[str]) -> Au
             search.record_ids.update(recs)
             search.clauses.append(AuditEvent.record_id.in_(recs))
         elif name in ("agent", "agent:identifier"):
-            clients = []
+            # a client (API keys), or a person's or system's subject (with its issuer as the system)
+            agents = []
             for v in values:
                 if name == "agent:identifier":
                     system, code = split_token(v)
-                    if system not in (None, "", mapping.SYS_CLIENT):
-                        raise SearchError(f"agent identifiers use the system {mapping.SYS_CLIENT}.")
-                    clients.append(code)
+                    if system in (None, "", mapping.SYS_CLIENT):
+                        agents.append(or_(AuditEvent.client_id == code, AuditEvent.actor_sub == code))
+                    else:
+                        agents.append(and_(AuditEvent.actor_issuer == system, AuditEvent.actor_sub == code))
                 else:
-                    clients.append(strip_reference(v))
-            search.clauses.append(AuditEvent.client_id.in_(clients))
+                    code = strip_reference(v)
+                    agents.append(or_(AuditEvent.client_id == code, AuditEvent.actor_sub == code))
+            search.clauses.append(or_(*agents))
         elif name == "altid":
             search.clauses.append(AuditEvent.key_id.in_(values))
         elif name == "address":

@@ -19,12 +19,14 @@ EPOCH_KEY = "dmask:broker-epoch"
 
 
 class Dispatcher(Protocol):
-    def enqueue(self, job_ids: list[str], countdown: float | None = None) -> int:
-        """Send the ids (to be run no sooner than ``countdown`` seconds from now); returns how many
-        were handed over."""
+    def enqueue(self, job_ids: list[str], countdown: float | None = None, *, front: bool = False) -> int:
+        """Send the ids (to be run no sooner than ``countdown`` seconds from now; with ``front``,
+        ahead of everything waiting: a job whose worker died was already first in line); returns
+        how many were handed over."""
 
     def broker_lost_state(self) -> bool:
-        """True once after the broker lost its queues (restart without persistence)."""
+        """True when the broker's marker key was missing (and is now set): the broker restarted
+        without persistence (or is new) since the last call of anyone."""
 
 
 class LocalDispatcher:
@@ -33,7 +35,7 @@ class LocalDispatcher:
     def __init__(self) -> None:
         self.wakeup = threading.Event()
 
-    def enqueue(self, job_ids: list[str], countdown: float | None = None) -> int:
+    def enqueue(self, job_ids: list[str], countdown: float | None = None, *, front: bool = False) -> int:
         if not countdown:  # a delayed job is found by the worker's next poll after its back-off
             self.wakeup.set()
         return len(job_ids)
@@ -49,11 +51,11 @@ class CeleryDispatcher:
         self.settings = settings
         self.app = make_celery(settings)
 
-    def enqueue(self, job_ids: list[str], countdown: float | None = None) -> int:
+    def enqueue(self, job_ids: list[str], countdown: float | None = None, *, front: bool = False) -> int:
         sent = 0
         for job_id in job_ids:
             try:
-                self.app.send_task(
+                result = self.app.send_task(
                     TASK_NAME,
                     args=[job_id],
                     queue=self.settings.queue_name,
@@ -65,7 +67,37 @@ class CeleryDispatcher:
             except Exception as exc:  # broker down: the reconciler resends queued jobs later
                 log.warning("could not enqueue job %s: %s", job_id, type(exc).__name__)
                 break
+            if front and not countdown:
+                self._move_to_front(result.id)
         return sent
+
+    # Kombu's Redis transport LPUSHes messages and workers BRPOP them: the right end is the front.
+    # The message just pushed sits near the left end; this moves it, atomically, to the right end.
+    _FRONT_SCRIPT = """
+    local items = redis.call('LRANGE', KEYS[1], 0, 999)
+    for _, item in ipairs(items) do
+        if string.find(item, ARGV[1], 1, true) then
+            redis.call('LREM', KEYS[1], 1, item)
+            redis.call('RPUSH', KEYS[1], item)
+            return 1
+        end
+    end
+    return 0
+    """
+
+    def _move_to_front(self, task_id: str) -> None:
+        url = self.settings.broker_url or ""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=3, socket_connect_timeout=3)
+        try:
+            client.eval(self._FRONT_SCRIPT, 1, self.settings.queue_name, f'"{task_id}"')
+        except Exception as exc:  # it stays queued at the back: later, not lost
+            log.warning("could not move a requeued job to the front: %s", type(exc).__name__)
+        finally:
+            client.close()
 
     def broker_lost_state(self) -> bool:
         """Redis configured without persistence forgets every queued message when it restarts. A

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from services.artifacts.models import Artifact
 from services.audit import service as audit
@@ -26,6 +28,7 @@ from services.db import session_scope, utcnow
 from services.jobs.models import Job, JobStatus
 from services.media.models import Media
 from services.settings import Settings
+from services.webhooks import outbox
 
 log = logging.getLogger("dmask.jobs")
 
@@ -132,9 +135,12 @@ def complete(
     data: ArtifactData,
     worker: str,
     artifact_id: str | None = None,
+    also: Callable[[Session, str], None] | None = None,
 ) -> str | None:
     """running -> succeeded, recording the artifact in the same transaction. Returns the artifact id,
-    or None if the claim was lost (the caller then deletes the objects it uploaded).
+    or None if the claim was lost (the caller then deletes the objects it uploaded). ``also(session,
+    artifact_id)`` records more in that transaction (the DICOMweb index); webhook messages for the
+    event are queued in it too.
 
     Idempotent for one ``artifact_id``: when the connection dropped after the COMMIT reached the
     server, the caller's retry finds its own artifact recorded and gets the id back, instead of
@@ -184,6 +190,18 @@ def complete(
                 )
             )
             session.flush()
+            if also is not None:
+                also(session, artifact_id)
+            outbox.emit(
+                session,
+                settings,
+                "job.succeeded",
+                client_id=claimed.client_id,
+                record_id=claimed.record_id,
+                job_id=claimed.job_id,
+                status=JobStatus.succeeded,
+                artifact_id=artifact_id,
+            )
             audit.append(
                 session,
                 _ctx(worker),
@@ -228,6 +246,15 @@ def fail(settings: Settings, claimed: ClaimedJob, reason: str, *, permanent: boo
             )
             if _rows(res) != 1:
                 return None
+            outbox.emit(
+                session,
+                settings,
+                "job.failed",
+                client_id=claimed.client_id,
+                record_id=claimed.record_id,
+                job_id=claimed.job_id,
+                status=JobStatus.failed,
+            )
             audit.append(
                 session,
                 _ctx(worker),
@@ -324,6 +351,15 @@ def recover_stale(settings: Settings, worker: str = "reconciler") -> list[str]:
                     )
                 )
                 if _rows(res) == 1:
+                    outbox.emit(
+                        session,
+                        settings,
+                        "job.failed",
+                        client_id=job.client_id,
+                        record_id=job.record_id,
+                        job_id=job.id,
+                        status=JobStatus.failed,
+                    )
                     audit.append(
                         session,
                         _ctx(worker),
@@ -357,16 +393,18 @@ def recover_stale(settings: Settings, worker: str = "reconciler") -> list[str]:
     return requeue
 
 
-def queued_to_resend(settings: Settings, *, everything: bool) -> list[str]:
+def queued_to_resend(settings: Settings, *, everything: bool, since: datetime | None = None) -> list[str]:
     """Queued jobs whose broker message may be lost: all of them after a broker restart, else those
-    waiting longer than ``requeue_after_s``. Their ``enqueued_at`` is bumped so each is resent at most
-    once per period (duplicates are harmless: only one claim can win)."""
+    waiting longer than ``requeue_after_s`` and (``since``) those queued while the broker was
+    unreachable. Their ``enqueued_at`` is bumped so each is resent at most once per period
+    (duplicates are harmless: only one claim can win)."""
     now = utcnow()
     cutoff = now - timedelta(seconds=settings.requeue_after_s)
     with session_scope(settings) as session:
         stmt = select(Job.id).where(Job.status == JobStatus.queued)
         if not everything:
-            stmt = stmt.where(Job.enqueued_at < cutoff)
+            stale = Job.enqueued_at < cutoff
+            stmt = stmt.where(stale | (Job.enqueued_at >= since) if since is not None else stale)
         ids = list(session.execute(stmt.order_by(Job.enqueued_at)).scalars())
         if ids:
             session.execute(

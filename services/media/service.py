@@ -39,7 +39,7 @@ from services.media.models import Media
 from services.media.schemas import MediaMetadata
 from services.problems import Problem, storage_unavailable
 from services.settings import Settings
-from services.storage import ObjectStore, StoreError, new_key
+from services.storage import ObjectStore, StoreError, StoreUnavailable, new_key
 
 log = logging.getLogger("dmask.ingest")
 
@@ -482,9 +482,10 @@ async def store_stream(
         if isinstance(exc, StoreError) or (
             isinstance(exc, UploadAborted) and isinstance(writer_error, StoreError)
         ):
-            log.error(
-                "object store failed during upload: %s", exc if isinstance(exc, StoreError) else writer_error
-            )
+            failure = exc if isinstance(exc, StoreError) else writer_error
+            # An outage is logged once per state change by the store's circuit breaker, not here.
+            level = logging.DEBUG if isinstance(failure, StoreUnavailable) else logging.ERROR
+            log.log(level, "object store failed during upload: %s", failure)
             raise storage_unavailable() from None
         if isinstance(exc, UploadAborted) and not isinstance(writer_error, UploadAborted | None):
             raise writer_error from exc  # the writer thread broke for another reason: a real 500

@@ -18,7 +18,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -55,9 +55,9 @@ def encode_csv_row(values: Iterable[Any]) -> str:
     return buf.getvalue()
 
 
-def csv_values(row: dict[str, Any]) -> list[Any]:
+def csv_values(row: dict[str, Any], fields: Sequence[str] = CSV_FIELDS) -> list[Any]:
     """An ``event_dict`` as the CSV columns (detail as sorted-key JSON, like the owner's export)."""
-    return [json.dumps(row[f], sort_keys=True) if f == "detail" else row[f] for f in CSV_FIELDS]
+    return [json.dumps(row[f], sort_keys=True) if f == "detail" else row[f] for f in fields]
 
 
 def encode_ndjson_row(row: dict[str, Any]) -> str:

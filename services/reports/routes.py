@@ -87,6 +87,7 @@ def filter_dict(flt: audit.AuditFilter) -> dict[str, Any]:
     raw = {
         "record": flt.record_id,
         "client": flt.client_id,
+        "actor": flt.actor,
         "action": flt.action,
         "outcome": flt.outcome,
         "since": flt.since and audit._ts(flt.since),
@@ -106,6 +107,7 @@ async def audit_export(
     format: Literal["csv", "ndjson"] = "csv",
     record: str | None = None,
     client: str | None = None,
+    actor: Annotated[str | None, Query(description="A person's or system's subject, or a key id.")] = None,
     action: str | None = None,
     outcome: str | None = None,
     since: Annotated[str | None, Query(description="Events at or after (ISO 8601).")] = None,
@@ -115,6 +117,7 @@ async def audit_export(
     flt = audit.AuditFilter(
         record_id=record or None,
         client_id=client or None,
+        actor=actor or None,
         action=action or None,
         outcome=outcome or None,
         since=parse_time(since, "since"),
@@ -135,9 +138,21 @@ async def audit_export(
 def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "clients": Counter(r["client_id"] or "(service / unauthenticated)" for r in rows).most_common(),
+        "people": Counter(
+            (r["actor_name"] or r["actor_sub"], r["actor_sub"], r["actor_issuer"] or "")
+            for r in rows
+            if r.get("actor_kind") == "person"
+        ).most_common(),
         "actions": Counter(r["action"] for r in rows).most_common(),
         "refused": sum(1 for r in rows if r["outcome"] != "success"),
     }
+
+
+def _generated_by(principal: Principal) -> str:
+    actor = principal.audit_actor
+    if actor.kind == "person":
+        return f"{actor.name} ({actor.subject})"
+    return f"client {principal.client_id}"
 
 
 def render_access_report(
@@ -168,7 +183,7 @@ def render_access_report(
         head=head,
         period=period,
         generated_at=audit._ts(utcnow()),
-        generated_by=principal.client_id,
+        generated_by=_generated_by(principal),
     )
 
 

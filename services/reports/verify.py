@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from services.audit.models import AuditEvent
-from services.audit.routes import CSV_FIELDS
-from services.audit.service import GENESIS_HASH, compute_hash
+from services.audit.routes import CSV_FIELDS, LEGACY_CSV_FIELDS
+from services.audit.service import ACTOR_FIELDS, GENESIS_HASH, compute_hash
 from services.reports.export import (
     EXPORT_FORMAT,
     NDJSON_TRAILER_KEY,
@@ -47,6 +47,7 @@ NULLABLE = {
     "job_id",
     "artifact_id",
     "request_id",
+    *ACTOR_FIELDS,
 }
 
 
@@ -81,7 +82,10 @@ def _parse_ts(value: Any) -> datetime:
 
 
 def event_from_row(row: dict[str, Any]) -> AuditEvent:
-    """A transient (never persisted) ORM event, so the service's hashing applies unchanged."""
+    """A transient (never persisted) ORM event, so the service's hashing applies unchanged. Rows
+    exported before the actor columns existed (migration 0004) have none of them, and hash without."""
+    if set(row) == set(LEGACY_CSV_FIELDS):
+        row = {**row, **dict.fromkeys(ACTOR_FIELDS)}
     if set(row) != set(CSV_FIELDS):
         raise RowError("unexpected or missing fields")
     if not isinstance(row["id"], int) or isinstance(row["id"], bool):
@@ -108,6 +112,7 @@ def event_from_row(row: dict[str, Any]) -> AuditEvent:
         detail=row["detail"],
         prev_hash=row["prev_hash"],
         hash=row["hash"],
+        **{name: row[name] for name in ACTOR_FIELDS},
     )
 
 
@@ -149,7 +154,8 @@ def _csv_records(fh: TextIO) -> Iterator[Record]:
         raise RowError("empty file") from None
     except csv.Error:
         raise RowError("the header is not valid CSV") from None
-    if header != CSV_FIELDS or "".join(tap.raw) != encode_csv_row(CSV_FIELDS):
+    fields = header if header in (CSV_FIELDS, LEGACY_CSV_FIELDS) else None
+    if fields is None or "".join(tap.raw) != encode_csv_row(fields):
         raise RowError("the header is not the export's header")
     number = 0
     while True:
@@ -176,10 +182,10 @@ def _csv_records(fh: TextIO) -> Iterator[Record]:
         number += 1
         rec = Record(number, start)
         try:
-            if len(values) != len(CSV_FIELDS):
+            if len(values) != len(fields):
                 raise RowError("wrong number of columns")
-            row: dict[str, Any] = dict(zip(CSV_FIELDS, values, strict=True))
-            for name in NULLABLE:
+            row: dict[str, Any] = dict(zip(fields, values, strict=True))
+            for name in NULLABLE.intersection(fields):
                 row[name] = row[name] or None
             if not row["id"].isdigit():
                 raise RowError("id is not an integer")
@@ -188,7 +194,7 @@ def _csv_records(fh: TextIO) -> Iterator[Record]:
                 row["detail"] = json.loads(row["detail"])
             except ValueError:
                 raise RowError("detail is not valid JSON") from None
-            if raw != encode_csv_row(csv_values(row)):
+            if raw != encode_csv_row(csv_values(row, fields)):
                 raise RowError("row is not in the export's canonical encoding")
             rec.row = row
         except RowError as exc:

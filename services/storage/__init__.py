@@ -54,6 +54,7 @@ def make_store(settings: Settings) -> ObjectStore:
             public_endpoint=settings.s3_public_endpoint,
             part_size=settings.s3_part_size_mb << 20,
             create_buckets=settings.create_buckets,
+            ca_bundle=settings.s3_ca_bundle,
         )
     from services.storage.local import LocalFolderStore
 

@@ -32,6 +32,7 @@ from services.storage.base import (
     StoreError,
     StoreUnavailable,
 )
+from services.storage.breaker import CircuitBreaker
 
 T = TypeVar("T")
 
@@ -120,6 +121,8 @@ class S3Store:
         public_endpoint: str | None = None,
         part_size: int = 8 << 20,
         create_buckets: bool = True,
+        ca_bundle: Path | None = None,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         key = base64.b64decode(sse_c_key_b64)
         if len(key) != 32:
@@ -129,10 +132,17 @@ class S3Store:
         self.region = region or "us-east-1"
         self.part_size = part_size
         self.create_buckets = create_buckets
+        self.breaker = breaker or CircuitBreaker()
+        # Few, quick retries: a store that refuses connections is down, and the circuit breaker
+        # (not a retry loop per request) decides when to try it again.
+        tls: dict[str, Any] = {"cert_reqs": "CERT_REQUIRED", "ca_certs": str(ca_bundle)} if ca_bundle else {}
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5, read=60),
+            timeout=urllib3.Timeout(connect=2, read=60),
             maxsize=20,
-            retries=urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]),
+            retries=urllib3.Retry(
+                total=2, connect=1, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]
+            ),
+            **tls,
         )
         self.client = Minio(
             endpoint,
@@ -173,10 +183,26 @@ class S3Store:
         return StoreError(f"{type(exc).__name__}")
 
     def _call(self, fn: Callable[[], T], key: str) -> T:
+        """Every store call goes through here (or ``_guarded``): the circuit breaker sees each
+        outcome, and SDK errors become StoreErrors."""
+        self.breaker.before_call()
         try:
-            return fn()
+            result = fn()
         except _SDK_ERRORS as exc:
-            raise self._wrap(exc, key) from exc
+            raise self._outcome(self._wrap(exc, key)) from exc
+        except BaseException:
+            self.breaker.abandon_probe()
+            raise
+        self.breaker.record_success()
+        return result
+
+    def _outcome(self, err: StoreError) -> StoreError:
+        """Tell the breaker what an error says about the store: unreachable, or up (any answer)."""
+        if isinstance(err, StoreUnavailable):
+            self.breaker.record_failure(str(err))
+        else:
+            self.breaker.record_success()
+        return err
 
     def ensure_buckets(self) -> None:
         if not self.create_buckets:
@@ -184,26 +210,25 @@ class S3Store:
         for bucket in self.buckets:
             name = self._b(bucket)
             try:
-                if not self.client.bucket_exists(name):
-                    self.client.make_bucket(name)
-            except S3Error as exc:
-                if exc.code not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
-                    raise self._wrap(exc, name) from exc
-            except _SDK_ERRORS as exc:
-                raise self._wrap(exc, name) from exc
+                if not self._call(partial(self.client.bucket_exists, name), name):
+                    self._call(partial(self.client.make_bucket, name), name)
+            except StoreError as exc:
+                cause = exc.__cause__
+                if not (
+                    isinstance(cause, S3Error)
+                    and cause.code in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}
+                ):
+                    raise
 
     def check(self) -> None:
-        try:
-            for bucket in self.buckets:
-                if not self.client.bucket_exists(self._b(bucket)):
-                    raise StoreError(f"bucket {bucket} missing")
-        except StoreError:
-            raise
-        except Exception as exc:
-            raise self._wrap(exc, "") from exc
+        for bucket in self.buckets:
+            name = self._b(bucket)
+            if not self._call(partial(self.client.bucket_exists, name), name):
+                raise StoreError(f"bucket {bucket} missing")
 
     def put_stream(self, bucket: BucketName, key: str, reader: Readable, *, content_type: str) -> None:
         source = _TaggedReader(reader)
+        self.breaker.before_call()
         try:
             self.client.put_object(
                 self._b(bucket),
@@ -219,10 +244,13 @@ class S3Store:
             # The reader's own failure (client gone, upload refused) propagates as it is, even when
             # minio's abort of the multipart upload failed on top of it; a store failure is wrapped.
             if source.error is not None:
+                self.breaker.abandon_probe()
                 raise source.error from None
             if isinstance(exc, _SDK_ERRORS):
-                raise self._wrap(exc, key) from exc
+                raise self._outcome(self._wrap(exc, key)) from exc
+            self.breaker.abandon_probe()
             raise
+        self.breaker.record_success()
 
     def put_file(self, bucket: BucketName, key: str, path: Path, *, content_type: str) -> None:
         self._call(
@@ -338,8 +366,10 @@ class S3Store:
     ) -> str | None:
         if bucket == "originals":
             return None  # SSE-C objects need the key in headers: never hand those out
-        url: str = self._call(
-            lambda: self.presign_client.presigned_get_object(
+        # Pure computation (the region is known): not a store call, so not behind the circuit
+        # breaker; a link handed out during an outage works once the store is back.
+        try:
+            return self.presign_client.presigned_get_object(
                 self._b(bucket),
                 key,
                 expires=timedelta(seconds=ttl_s),
@@ -347,7 +377,6 @@ class S3Store:
                     "response-content-type": content_type,
                     "response-content-disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
                 },
-            ),
-            key,
-        )
-        return url
+            )
+        except _SDK_ERRORS as exc:
+            raise self._wrap(exc, key) from exc

@@ -1,6 +1,8 @@
 """``/ui``: server-rendered pages for people (Jinja2; no front-end build, no CDN).
 
-- ``/ui/login`` (an API key in, a signed session cookie out) and ``/ui/logout``
+- ``/ui/login``: to the hospital's identity provider when one is configured (OpenID Connect, see
+  ``services.auth.oidc``; back at ``/ui/oidc/callback``), else a local username/password; an API key
+  works in both cases. ``/ui/logout`` ends the session here and, RP-initiated, at the provider.
 - ``/ui/audit``: the compliance officer's page: filters, a paginated table (newest first), export
   buttons (integrity CSV/NDJSON, per-record access report) and the hash chain's verification result
 - ``/ui/records/{record_id}``: the clinician's review page: the record's masked media; a masked video
@@ -19,7 +21,8 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
@@ -31,9 +34,12 @@ from starlette.concurrency import run_in_threadpool
 from services.artifacts.models import Artifact
 from services.audit import service as audit
 from services.audit.models import AuditEvent
-from services.auth.deps import audit_ctx, authenticate, settings_of, throttle_source
+from services.audit.service import Actor
+from services.auth import oidc, passwords
+from services.auth.deps import audit_ctx, authenticate, provider_of, settings_of, throttle_source
+from services.auth.discovery import ProviderUnavailable
 from services.auth.service import Principal, verify_key
-from services.db import get_sessionmaker, session_scope
+from services.db import get_sessionmaker, session_scope, utcnow
 from services.media import service as media_service
 from services.problems import Problem
 from services.reports import routes as reports
@@ -185,9 +191,188 @@ def home(request: Request) -> Response:
     return secure_headers(RedirectResponse(target, status_code=303))
 
 
+def _login_page(request: Request, status: int = 200, **ctx: Any) -> Response:
+    ctx.setdefault("next", "/ui/")
+    ctx.setdefault("error", None)
+    return _page(request, "login.html", None, status=status, oidc=provider_of(request) is not None, **ctx)
+
+
+def _audit_sign_in(
+    request: Request,
+    action: str,
+    outcome: str,
+    actor: Actor | None = None,
+    principal: Principal | None = None,
+    **detail: Any,
+) -> None:
+    ctx = audit_ctx(request, principal)
+    if actor is not None:
+        ctx = replace(ctx, actor=actor)
+    with session_scope(settings_of(request)) as session:
+        audit.append(session, ctx, action, outcome, detail=detail)
+
+
+def _redirect_uri(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/ui/oidc/callback"
+
+
+def _refuse_sign_in(request: Request, refused: oidc.SignInRefused) -> Response:
+    """The person sees why (a clear page, no provider error codes); the audit log gets the reason."""
+    _audit_sign_in(
+        request,
+        "ui.login",
+        audit.Outcome.denied,
+        actor=refused.actor,
+        status=refused.status,
+        reason=refused.reason,
+        method="oidc",
+    )
+    html = render("message.html", title="Sign-in refused", who=None, csrf="", message=refused.message)
+    return secure_headers(HTMLResponse(html, status_code=refused.status))
+
+
 @router.get("/login")
-def login_form(request: Request, next: str | None = None) -> Response:
-    return _page(request, "login.html", None, next=_safe_next(next), error=None)
+def login_form(
+    request: Request, next: str | None = None, signed_out: bool = False, local: bool = False
+) -> Response:
+    """With an identity provider: straight to it (unless the person was just signed out, or asks for
+    the key form with ``?local=1``); without one: the password and API-key forms."""
+    provider = provider_of(request)
+    if next and _safe_next(next) != next:
+        # an attempt to bounce a person through our sign-in to another site (open redirect)
+        throttle_source(request)
+        _audit_sign_in(
+            request, "ui.login", audit.Outcome.denied, status=403, reason="unsafe return URL", next=next[:200]
+        )
+        return _page(
+            request,
+            "message.html",
+            None,
+            status=403,
+            title="Sign-in refused",
+            message="The sign-in link carried a return address outside DigitalMask, so it was not followed. "
+            "Open DigitalMask directly and sign in from there.",
+        )
+    target = _safe_next(next)
+    if provider is None or signed_out or local:
+        return _login_page(request, next=target, signed_out=signed_out)
+    settings = settings_of(request)
+    throttle_source(request)  # each start writes a row: bounded per source address
+    try:
+        with session_scope(settings) as session:
+            _state, url = oidc.begin(session, settings, provider, _redirect_uri(request), target)
+    except ProviderUnavailable:
+        return _page(
+            request,
+            "message.html",
+            None,
+            status=503,
+            title="Sign-in unavailable",
+            message="The hospital's identity provider cannot be reached. Try again in a few minutes.",
+        )
+    return secure_headers(RedirectResponse(url, status_code=303))
+
+
+@router.get("/oidc/callback")
+def oidc_callback(
+    request: Request,
+    state: str = "",
+    code: str = "",
+    error: str = "",
+    error_description: str = "",
+) -> Response:
+    """The provider sends the person back here. The answer is a small page that moves on to the
+    return URL itself, so that navigation starts on our own site and the SameSite=Strict session
+    cookie goes with it (a redirect chain begun at the provider would count as cross-site)."""
+    settings = settings_of(request)
+    provider = provider_of(request)
+    if provider is None:
+        raise Problem(404, "Sign-in with an identity provider is not configured.", slug="not-found")
+    throttle_source(request)
+    with session_scope(settings) as session:
+        login = oidc.take_login(session, state)
+    if login is None:
+        return _refuse_sign_in(
+            request,
+            oidc.SignInRefused(
+                "unknown, expired or replayed state",
+                "This sign-in link has already been used or has expired. Please sign in again.",
+            ),
+        )
+    if error or not code:
+        return _refuse_sign_in(
+            request,
+            oidc.SignInRefused(
+                f"provider returned an error ({error[:60] or 'no code'})",
+                "The identity provider did not sign you in. Please try again.",
+            ),
+        )
+    try:
+        person = oidc.finish(settings, provider, login, code, _redirect_uri(request))
+    except oidc.SignInRefused as refused:
+        return _refuse_sign_in(request, refused)
+    except ProviderUnavailable:
+        return _refuse_sign_in(
+            request,
+            oidc.SignInRefused(
+                "identity provider unavailable", "The identity provider cannot be reached.", status=503
+            ),
+        )
+    sess = websession.start_person(
+        settings, person.actor, person.tenant, person.scopes, person.expires_at, person.id_token
+    )
+    _audit_sign_in(
+        request,
+        "ui.login",
+        audit.Outcome.success,
+        actor=person.actor,
+        method="oidc",
+        roles=person.roles[:20],
+        scopes=sorted(person.scopes),
+    )
+    html = render("redirect.html", target=person.next_url, message="Signed in.")
+    response = HTMLResponse(html)
+    websession.set_cookie(request, response, sess)
+    return secure_headers(response)
+
+
+@router.post("/login/password")
+def login_password(
+    request: Request,
+    username: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/ui/",
+) -> Response:
+    """Local sign-in (embedded default, no identity provider): a user made with ``dmask users create``."""
+    settings = settings_of(request)
+    target = _safe_next(next)
+    if not _same_origin(request):
+        raise Problem(403, "Cross-site form submission refused.", slug="forbidden")
+    if provider_of(request) is not None:
+        raise Problem(404, "Sign in with the hospital's identity provider.", slug="not-found")
+    throttle_source(request)
+    with session_scope(settings) as session:
+        user = passwords.verify_user(session, username.strip(), password)
+        session.expunge_all()
+    if user is None:
+        _audit_sign_in(
+            request,
+            "ui.login",
+            audit.Outcome.denied,
+            status=401,
+            reason="invalid username or password",
+            method="password",
+            username=username.strip()[:64],
+        )
+        error = "That username and password were not accepted."
+        return _login_page(request, status=401, next=target, error=error)
+    actor = Actor("person", user.username, user.display_name, passwords.LOCAL_ISSUER, None)
+    expires = utcnow() + timedelta(seconds=websession.SESSION_TTL_S)
+    sess = websession.start_person(settings, actor, "local", frozenset(user.scopes), expires)
+    _audit_sign_in(request, "ui.login", audit.Outcome.success, actor=actor, method="password")
+    response = RedirectResponse(target, status_code=303)
+    websession.set_cookie(request, response, sess)
+    return secure_headers(response)
 
 
 @router.post("/login")
@@ -209,13 +394,8 @@ def login(
             detail={} if principal else {"status": 401, "reason": "invalid credentials"},
         )
     if principal is None:
-        return _page(
-            request,
-            "login.html",
-            None,
-            status=401,
-            next=target,
-            error="That API key was not accepted. Check it and try again.",
+        return _login_page(
+            request, status=401, next=target, error="That API key was not accepted. Check it and try again."
         )
     sess = websession.issue(settings, principal.key_id)
     response = RedirectResponse(target, status_code=303)
@@ -225,15 +405,31 @@ def login(
 
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    """Ends the session here, then, for a person signed in at the provider, signs them out there too
+    (RP-initiated logout) when the provider offers it; they come back to the signed-out page."""
     settings = settings_of(request)
     sess = websession.read(settings, request.cookies.get(websession.COOKIE))
+    provider = provider_of(request)
+    # with a provider, plain /ui/login would send the person straight back to it
+    target = "/ui/login?signed_out=1" if provider is not None else "/ui/login"
     if sess is not None:
         if not (_same_origin(request) and websession.check_csrf(settings, sess, csrf)):
             raise Problem(403, "Invalid form token.", slug="forbidden")
         principal = websession.principal_for(settings, sess)
+        ended = websession.end_person(settings, sess)
         with session_scope(settings) as session:
             audit.append(session, audit_ctx(request, principal), "ui.logout")
-    response = RedirectResponse("/ui/login", status_code=303)
+        if ended is not None and ended.id_token and provider is not None:
+            after = str(request.base_url).rstrip("/") + target
+            at_provider = oidc.logout_url(provider, ended.id_token, settings.oidc_client_id, after)
+            if at_provider:
+                # a page that moves on by itself, not a 303: our CSP's form-action 'self' rightly
+                # stops a form post from being redirected to another origin
+                html = render("redirect.html", target=at_provider, message="Signed out here.")
+                page = HTMLResponse(html)
+                websession.clear_cookie(request, page)
+                return secure_headers(page)
+    response = RedirectResponse(target, status_code=303)
     websession.clear_cookie(request, response)
     return secure_headers(response)
 
@@ -286,11 +482,13 @@ class AuditQuery:
     outcome: str = ""
     from_: str = ""
     to: str = ""
+    actor: str = ""
 
     def params(self) -> dict[str, str]:
         raw = {
             "record": self.record,
             "client": self.client,
+            "actor": self.actor,
             "action": self.action,
             "outcome": self.outcome,
             "from": self.from_,
@@ -302,6 +500,7 @@ class AuditQuery:
         return audit.AuditFilter(
             record_id=self.record or None,
             client_id=self.client or None,
+            actor=self.actor or None,
             action=self.action or None,
             outcome=self.outcome or None,
             since=reports.parse_time(self.from_, "from"),
@@ -317,6 +516,7 @@ def _page_of_events(
     for cond, value in (
         (AuditEvent.record_id == flt.record_id, flt.record_id),
         (AuditEvent.client_id == flt.client_id, flt.client_id),
+        (AuditEvent.actor_sub == flt.actor, flt.actor),
         (AuditEvent.action == flt.action, flt.action),
         (AuditEvent.outcome == flt.outcome, flt.outcome),
     ):
@@ -364,6 +564,7 @@ def audit_page(
     to: str = "",
     before: int | None = None,
     after: int | None = None,
+    actor: str = "",
 ) -> Response:
     try:
         who = viewer(request)
@@ -372,7 +573,8 @@ def audit_page(
     if not who.can("audit:read"):
         return _deny(request, who, "audit:read")
     settings = settings_of(request)
-    q = AuditQuery(record.strip(), client.strip(), action.strip(), outcome.strip(), from_.strip(), to.strip())
+    fields = (record, client, action, outcome, from_, to, actor)
+    q = AuditQuery(*(value.strip() for value in fields))
     error = None
     try:
         flt = q.filter()
@@ -438,6 +640,7 @@ async def audit_export(
     outcome: str = "",
     from_: Annotated[str, Query(alias="from")] = "",
     to: str = "",
+    actor: str = "",
 ) -> Response:
     try:
         who = await run_in_threadpool(viewer, request)
@@ -446,7 +649,7 @@ async def audit_export(
     if not who.can("audit:read"):
         return await run_in_threadpool(_deny, request, who, "audit:read")
     settings = settings_of(request)
-    flt = AuditQuery(record, client, action, outcome, from_, to).filter()
+    flt = AuditQuery(record, client, action, outcome, from_, to, actor).filter()
     filters = reports.filter_dict(flt)
     head = await run_in_threadpool(
         reports.start_export,

@@ -34,6 +34,8 @@ ACTION_LABELS = {
     "request.denied": "Request refused",
     "key.create": "API key created",
     "key.revoke": "API key revoked",
+    "user.create": "Local user created",
+    "user.disable": "Local user disabled",
     "legal_hold.set": "Legal hold placed",
     "legal_hold.release": "Legal hold released",
     "legal_hold.read": "Legal hold looked up",

@@ -56,9 +56,12 @@ def service(weed: Seaweed, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     from services.migrate import upgrade
 
     db_name, db_url = create_database("dmask_compliance")
-    settings = make_settings(weed, tmp_path_factory.mktemp("home"), db_url)
-    upgrade(settings)
     port = free_port()
+    # Absolute links are built from DMASK_PUBLIC_URL (never the Host header): the server's own address.
+    settings = make_settings(
+        weed, tmp_path_factory.mktemp("home"), db_url, public_url=f"http://127.0.0.1:{port}"
+    )
+    upgrade(settings)
     config = uvicorn.Config(
         build_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
     )

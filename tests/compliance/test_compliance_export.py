@@ -13,7 +13,7 @@ from compliance_support import Service
 
 from services.audit.models import AuditEvent
 from services.audit.service import compute_hash
-from services.reports.verify import event_from_row, verify_export, verify_export_command
+from services.reports.verify import NULLABLE, event_from_row, verify_export, verify_export_command
 
 
 def _download(service: Service, key: str, path: Path, **params: str) -> Path:
@@ -130,16 +130,7 @@ def test_removed_reordered_rehashed_rows_and_truncation(csv_export: Path, tmp_pa
 
     values = next(csvmod.reader(io.StringIO(lines[3])))
     row: dict[str, object] = dict(zip(CSV_FIELDS, values, strict=True))
-    for k in (
-        "client_id",
-        "key_id",
-        "source_ip",
-        "record_id",
-        "media_id",
-        "job_id",
-        "artifact_id",
-        "request_id",
-    ):
+    for k in NULLABLE:
         row[k] = row[k] or None
     row["id"] = int(str(row["id"]))
     row["detail"] = json.loads(str(row["detail"]))

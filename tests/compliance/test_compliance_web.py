@@ -167,7 +167,7 @@ def _login_page(browser: Any, service: Service, key: str, path: str) -> Any:
     page.goto(path)
     assert "/ui/login" in page.url  # not signed in yet: sent to the login page
     page.get_by_label("API key").fill(key)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in with API key").click()
     page.wait_for_url(re.compile(re.escape(path.split("?")[0])))
     page.errors = errors
     return page

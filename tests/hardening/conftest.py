@@ -9,7 +9,6 @@ corpus of hostile input (``corpus``), and invariant checks shared by the fault t
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,12 +23,9 @@ for p in (SERVICE_TESTS, HERE):
         sys.path.insert(0, str(p))
 
 from hardening_support import PRESIGN_TTL_S  # noqa: E402
-from service_support import Stack  # noqa: E402
+from service_support import Stack, service_fixtures  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("service_conftest", SERVICE_TESTS / "conftest.py")
-assert _spec is not None and _spec.loader is not None
-_service_conftest = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_service_conftest)
+_service_conftest = service_fixtures("service_conftest")
 
 # The service suite's fixtures, registered for this directory too.
 shared_data = _service_conftest.shared_data

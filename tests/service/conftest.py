@@ -109,8 +109,10 @@ def make_stack(weed: Seaweed, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 @pytest.fixture(scope="session")
 def stack(make_stack: Callable[..., Stack]) -> Stack:
-    """The shared distributed deployment: API + one Celery worker."""
-    s = make_stack(queue="gpu")
+    """The shared distributed deployment: API + one Celery worker. Its queue name is its own, like
+    every deployment's here: test sessions of other checkouts on this machine share the test Redis
+    database, and a worker of theirs would take (and drop) jobs from a queue named "gpu"."""
+    s = make_stack()
     s.start_api()
     s.start_worker()
     return s

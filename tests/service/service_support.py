@@ -185,6 +185,8 @@ class Seaweed:
             )
         )
         ports = [free_port(10000) for _ in range(4)]
+        while len({*ports, *(p + 10000 for p in ports)}) < 8:  # one's gRPC port is another's http port
+            ports = [free_port(10000) for _ in range(4)]
         master, volume, filer, self.s3_port = ports
         cmd = [
             WEED,
@@ -231,11 +233,13 @@ class Seaweed:
         )
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 5 s: the filer stops within a second, but the S3 gateway keeps
+        retrying it and the process exits only ~25 s later (it was SIGKILLed at 20 s anyway)."""
         if self.proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
             try:
-                self.proc.wait(20)
+                self.proc.wait(5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(10)
@@ -270,6 +274,18 @@ class Proc:
     def kill(self) -> None:
         self.signal_group(signal.SIGKILL)
         self.popen.wait(10)
+
+
+def service_fixtures(module_name: str) -> Any:
+    """tests/service/conftest.py loaded as a module, so that another suite's conftest registers the
+    very same fixtures (``make_stack``, ``weed``, ``shared_data``) instead of copies."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(module_name, Path(__file__).with_name("conftest.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def clean_env() -> dict[str, str]:

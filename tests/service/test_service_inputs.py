@@ -292,6 +292,10 @@ def test_revoked_key_is_refused(stack: Stack) -> None:
     key_id = key.split("_")[1]
     with stack.http(key) as c:
         assert c.get("/v1/whoami").json() == {
+            "kind": "key",
+            "subject": key_id,
+            "name": "temp-client",
+            "issuer": None,
             "client_id": "temp-client",
             "key_id": key_id,
             "scopes": ["media:read"],

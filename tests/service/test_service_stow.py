@@ -55,12 +55,13 @@ def test_stow_stores_good_instances_and_fails_the_corrupt_one(
             (str(ds.SOPClassUID), str(ds.SOPInstanceUID)) for ds in expect
         ]
         assert [value(i, "00081197") for i in failed] == [CANNOT_UNDERSTAND]
-        job_urls = [value(i, "00081190") for i in stored]
-        assert all(u.startswith(stack.api_url + "/v1/jobs/") for u in job_urls)
-        job_ids = [u.rsplit("/", 1)[1] for u in job_urls]
-        assert len(set(job_ids)) == 2
+        # RetrieveURL: the WADO-RS URL of the masked instance, under the configured public base URL
+        # (DMASK_PUBLIC_URL, unset here: http://DMASK_HOST:DMASK_PORT), never the request's Host.
+        retrieve_urls = [value(i, "00081190") for i in stored]
+        assert all(u.startswith("http://127.0.0.1:8000/dicomweb/studies/") for u in retrieve_urls)
         media = c.get(f"/v1/records/{record_id}/media").json()["items"]
-        assert sorted(m["job_id"] for m in media) == sorted(job_ids)
+        job_ids = [m["job_id"] for m in media]  # in upload order: the face first
+        assert len(set(job_ids)) == 2
         assert all(m["kind"] == "dicom" and m["mime_type"] == "application/dicom" for m in media)
         job = wait_job(c, job_ids[0])  # the face: the one real masking of this module
         assert job["status"] == "succeeded", job
@@ -70,6 +71,10 @@ def test_stow_stores_good_instances_and_fails_the_corrupt_one(
         assert got.status_code == 307
         masked = pydicom.dcmread(io.BytesIO(httpx.get(got.headers["location"], timeout=60).content))
         assert masked.SOPInstanceUID != expect[0].SOPInstanceUID
+        assert retrieve_urls[0].endswith(
+            f"/studies/{masked.StudyInstanceUID}/series/{masked.SeriesInstanceUID}"
+            f"/instances/{masked.SOPInstanceUID}"
+        )
     with stack.http(auditor) as c:
         events = c.get("/v1/audit", params={"record": record_id, "action": "media.upload"}).json()["items"]
     outcomes = sorted(e["outcome"] for e in events)
@@ -122,6 +127,10 @@ def test_stow_idempotency_key_replays_each_instance(
     with stack.http(writer_a) as c:
         first = stow(c, record_id, related(small), headers=key)
         again = stow(c, record_id, related(small), headers=key)
-        assert first.status_code == again.status_code == 200, (first.text, again.text)
-        assert first.json() == again.json()
+        assert first.status_code == 200, first.text
+        # The repeat is recognised by its SOP Instance UID: same instance, a warning, no new job.
+        assert again.status_code == 202 and "already received" in again.headers["warning"], again.text
+        (a,), (b,) = seq(first.json(), "00081199"), seq(again.json(), "00081199")
+        assert value(b, "00081196") == 0x0111 and "00081196" not in a
+        assert value(a, "00081190") == value(b, "00081190")
         assert len(c.get(f"/v1/records/{record_id}/media").json()["items"]) == 1

@@ -26,6 +26,7 @@ class FailureReason(IntEnum):
     """Failure Reason (0008,1197) values used by STOW-RS (PS3.18 Table I.2-1 / PS3.4 status codes)."""
 
     PROCESSING_FAILURE = 0x0110
+    DUPLICATE_SOP_INSTANCE = 0x0111  # PS3.7 C.4: this SOP Instance UID was stored with other content
     SOP_CLASS_NOT_SUPPORTED = 0x0122
     OUT_OF_RESOURCES = 0xA700
     DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xA900
@@ -37,6 +38,10 @@ class WarningReason(IntEnum):
     """Warning Reason (0008,1196) values."""
 
     COERCION_OF_DATA_ELEMENTS = 0xB000
+    # Not one of PS3.18's three defined terms: the instance was already received (same SOP Instance
+    # UID, same content, same record); the existing job stands. 0x0111 is PS3.7's "Duplicate SOP
+    # Instance"; the Warning header of the answer says it in words.
+    ALREADY_RECEIVED = 0x0111
     ELEMENTS_DISCARDED = 0xB006
     DATASET_DOES_NOT_MATCH_SOP_CLASS = 0xB007
 

@@ -19,6 +19,12 @@ from typing import Protocol, runtime_checkable
 _UID_LABEL = b"dmask/uid/v1\x00"
 
 
+def service_uid_key(master: bytes) -> bytes:
+    """The UID-remapping key the service derives from its master key (DMASK_HMAC_KEY): the worker
+    masks with it and the API predicts masked UIDs with it (STOW-RS RetrieveURL)."""
+    return hmac.new(master, b"dmask/uid/v1", hashlib.sha256).digest()
+
+
 def keyed_uid(key: bytes, original_uid: str) -> str:
     """The ``2.25.<int>`` UID for ``original_uid`` under ``key`` (deterministic, <= 44 characters)."""
     if not key:

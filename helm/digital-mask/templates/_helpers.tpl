@@ -113,6 +113,8 @@ whole numbers are printed as integers.
 {{- $v := . -}}
 {{- if kindIs "float64" $v -}}
 {{- if eq $v (float64 (int64 $v)) -}}{{- int64 $v -}}{{- else -}}{{- $v -}}{{- end -}}
+{{- else if or (kindIs "map" $v) (kindIs "slice" $v) -}}
+{{- $v | toJson -}}
 {{- else -}}
 {{- $v | toString -}}
 {{- end -}}
@@ -285,6 +287,20 @@ Usage: include "digital-mask.env.database" (dict "root" $ "secretName" <chart-ma
     secretKeyRef:
       name: {{ include "digital-mask.secretName" . }}
       key: sse-c-key
+{{- end }}
+{{- if .Values.auth.existingSecret }}
+- name: DMASK_OIDC_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.auth.existingSecret }}
+      key: {{ .Values.auth.existingSecretOidcClientSecretKey }}
+      optional: true
+{{- else if .Values.auth.oidcClientSecret }}
+- name: DMASK_OIDC_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "digital-mask.secretName" . }}
+      key: oidc-client-secret
 {{- end }}
 {{- end -}}
 

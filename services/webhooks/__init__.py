@@ -1,0 +1,1 @@
+"""Push notifications: Standard Webhooks deliveries of job and artifact events."""
