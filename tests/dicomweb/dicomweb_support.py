@@ -5,6 +5,7 @@ own address, as a deployment would set it."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "service"))
 
 from service_support import (  # noqa: E402
+    REPO,
     S3_ACCESS,
     S3_SECRET,
     SSE_C_KEY,
@@ -140,3 +143,29 @@ def serve(weed: Seaweed, home: Path, **extra: Any) -> Iterator[Node]:
 
 def poll(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     return wait_for(predicate, timeout, what, interval=0.3)
+
+
+# --- the session fixtures the DICOMweb, FHIR and webhook test folders share (their conftests import
+# them, so each folder still gets its own service per session) ---------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    root = Path(os.environ.get("DMASK_SHARED_DATA", REPO.parent / "shared" / "data"))
+    if not (root / "manifest.json").exists():
+        pytest.fail(f"shared data not found at {root} (set DMASK_SHARED_DATA)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def weed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Seaweed]:
+    server = Seaweed(tmp_path_factory.mktemp("seaweed"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def node(weed: Seaweed, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
+    with serve(weed, tmp_path_factory.mktemp("home")) as n:
+        yield n
