@@ -52,6 +52,7 @@ class TemplateRig:
     material: np.ndarray  # (480,) material id per vertex
     albedo: np.ndarray  # (480, 3) flat colour per vertex of the eye and mouth plates (skin: unused)
     lid_skin: np.ndarray  # (468, 2, 2, 7) how much each vertex follows each lid point (eye, lid, point)
+    plate_local: np.ndarray  # (8, 2) eye-plate vertices in their eye's frame (u along the eye, v up)
     uv: np.ndarray  # (480, 2) texture coordinates (rest template x, y) in grid_sample's [-1, 1]
     lid_u: np.ndarray  # (2, 2, 7) template lid points along the eye axis (eye, upper/lower, point)
     lid_v: np.ndarray  # (2, 2, 7) template lid heights above the corner line
@@ -122,6 +123,7 @@ def template_rig() -> TemplateRig:
         material=material,
         albedo=albedo.astype(np.float32),
         lid_skin=_lid_skin_weights(v),
+        plate_local=_plate_local(all_v),
         uv=texture_frame(v).to_uv(all_v[:, :2].astype(np.float64)).astype(np.float32),
         lid_u=lid_u,
         lid_v=lid_v,
@@ -159,6 +161,18 @@ def _lid_skin_weights(v: np.ndarray) -> np.ndarray:
                 fade = float(np.exp(-0.5 * (d.min() / _LID_SKIN_REACH[k]) ** 2))
                 weights[i, e, k] = fade * near / max(float(near.sum()), 1e-9)
     return weights
+
+
+def _plate_local(vertices: np.ndarray) -> np.ndarray:
+    """Each eye plate's corners in that eye's local frame: fixed by the rig, computed once."""
+    out = np.zeros((8, 2))
+    for e in range(2):
+        outer = vertices[EYE_OUTER[e], :2].astype(np.float64)
+        inner = vertices[EYE_INNER[e], :2].astype(np.float64)
+        u_ax, v_ax = eye_axes(outer, inner)
+        corners = vertices[468 + 4 * e : 472 + 4 * e, :2] - outer
+        out[4 * e : 4 * e + 4] = np.stack([corners @ u_ax, corners @ v_ax], axis=1)
+    return out
 
 
 def _sorted_xy(pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -268,15 +282,8 @@ def eye_plate_coords(eyes: EyeDrive) -> EyePlates:
     the upper lid can shade the eyeball below it.
     """
     rig = template_rig()
-    out = np.zeros((8, 2))
-    for e in range(2):
-        outer = rig.vertices[EYE_OUTER[e], :2].astype(np.float64)
-        inner = rig.vertices[EYE_INNER[e], :2].astype(np.float64)
-        u_ax, v_ax = eye_axes(outer, inner)
-        corners = rig.vertices[468 + 4 * e : 472 + 4 * e, :2] - outer
-        out[4 * e : 4 * e + 4] = np.stack([corners @ u_ax, corners @ v_ax], axis=1)
     return EyePlates(
-        local=out,
+        local=rig.plate_local,
         iris_uv=eyes.iris_uv,
         lid_u=rig.lid_u,
         lid_v=eyes.lid_v,
