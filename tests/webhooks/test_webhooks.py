@@ -105,7 +105,14 @@ def test_signed_events_reach_a_receiver_that_was_down_exactly_once(node: Node, s
         receiver.start()
         try:
             poll(lambda: len(receiver.received) >= 2, 60, "deliveries after the receiver came up")
-            deliveries = c.get(f"/v1/webhooks/{endpoint['id']}/deliveries").json()
+
+            def recorded() -> list[dict[str, Any]] | None:
+                # the worker records an attempt after the receiver has answered it, so the delivery
+                # rows catch up with what the receiver saw a moment later
+                items: list[dict[str, Any]] = c.get(f"/v1/webhooks/{endpoint['id']}/deliveries").json()
+                return items if all(d["status"] != "pending" for d in items) else None
+
+            deliveries = poll(recorded, 30, "the deliveries' outcome recorded")
         finally:
             receiver.stop()
     assert sorted(p["data"]["record_id"] for p in receiver.received) == sorted(record_ids)
