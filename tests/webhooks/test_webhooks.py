@@ -97,8 +97,12 @@ def test_signed_events_reach_a_receiver_that_was_down_exactly_once(node: Node, s
         for rid in record_ids:
             node.wait_jobs(writer, rid, 1)
 
+        def deliveries_now() -> list[dict[str, Any]]:
+            items: list[dict[str, Any]] = c.get(f"/v1/webhooks/{endpoint['id']}/deliveries").json()
+            return items
+
         def failed_attempts() -> bool:
-            items = c.get(f"/v1/webhooks/{endpoint['id']}/deliveries").json()
+            items = deliveries_now()
             return len(items) == 2 and all(len(d["attempt_log"]) >= 2 for d in items)
 
         poll(failed_attempts, 60, "failed attempts while the receiver is down")
@@ -109,7 +113,7 @@ def test_signed_events_reach_a_receiver_that_was_down_exactly_once(node: Node, s
             def recorded() -> list[dict[str, Any]] | None:
                 # the worker records an attempt after the receiver has answered it, so the delivery
                 # rows catch up with what the receiver saw a moment later
-                items: list[dict[str, Any]] = c.get(f"/v1/webhooks/{endpoint['id']}/deliveries").json()
+                items = deliveries_now()
                 return items if all(d["status"] != "pending" for d in items) else None
 
             deliveries = poll(recorded, 30, "the deliveries' outcome recorded")
