@@ -44,8 +44,15 @@ def test_no_input_pixel_outside_the_face_reaches_the_output(
     seq_b.appearance = seq_a.appearance
     a, b = model.render(seq_a, 0), model.render(seq_b, 0)
     assert (a[:, :80] == _background(seq_a)).all() and (b[:, :80] == _background(seq_b)).all()
-    # the face itself moves by at most landmark noise: a few percent of its pixels
-    assert (np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 12).mean() < 0.03
+    # the face itself moves by at most landmark noise (the detector saw a different picture): its
+    # silhouette and pose are the same within that noise; measured in geometry, not in texture pixels,
+    # whose count depends on the random per-mask texture
+    face_a = (a != _background(seq_a)).any(axis=2)
+    face_b = (b != _background(seq_b)).any(axis=2)
+    assert (face_a & face_b).sum() / (face_a | face_b).sum() > 0.94
+    track_a, track_b = seq_a.tracks[0], seq_b.tracks[0]
+    assert abs(track_a.scale[0] / track_b.scale[0] - 1) < 0.03
+    assert np.abs(track_a.angles - track_b.angles).max() < 1.5
 
 
 def test_two_different_people_in_the_same_pose_get_the_same_face(
