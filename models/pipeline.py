@@ -101,12 +101,14 @@ class DigitalMask:
         patient = max(recs, key=lambda r: (len(r.frames), r.face_size), default=None)
         look = Appearance.random(self._rng)
         boxes: dict[int, np.ndarray] = {}
-        for track in analysis.tracks:
-            if patient is not None and track.id == patient.track_id:
-                boxes = {i: bbox(o.points) for i, o in track.observations.items() if not o.carried}
+        if patient is not None:
+            marks = patient.landmarks
+            boxes = {
+                int(frame): bbox(marks.points(pos, pos + 1)[0])
+                for pos, frame in enumerate(patient.frames)
+                if not patient.carried[pos]
+            }
         window = round(fps) if fps else 0  # about a second of video
-        for track in analysis.tracks:  # reconstructed: the raw landmarks are not needed any more
-            track.observations.clear()
         return MaskedSequence(
             analysis=analysis,
             tracks=recs,
@@ -144,7 +146,7 @@ class DigitalMask:
         drive = drive_eyes(state)
         dt = torch.float32
         verts = posed_vertices(
-            torch.as_tensor(rec.expression[pos], device=self.device, dtype=dt),
+            torch.as_tensor(rec.expression(pos), device=self.device, dtype=dt),
             drive,
             torch.as_tensor(rec.rotation[pos], device=self.device, dtype=dt),
             torch.as_tensor(float(rec.scale[pos]), device=self.device, dtype=dt),

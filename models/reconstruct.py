@@ -17,7 +17,7 @@ from models.eyes import EyeState, calibrate_closure, iris_diameter, measure_eyes
 from models.filters import binomial3, median3
 from models.geometry import euler_to_rotation, fit_similarity, rotation_to_euler
 from models.template import EYE_RING, RIGID, load_canonical_face
-from models.tracking import Track
+from models.tracking import LANDMARK_BLOCK, Track, TrackLandmarks
 
 _MAX_EXPRESSION = 1.2  # template units (about cm): larger motion is a landmark error, not a face
 
@@ -31,15 +31,26 @@ class TrackReconstruction:
     scale: np.ndarray  # (T,)
     translation: np.ndarray  # (T, 3)
     angles: np.ndarray  # (T, 3) yaw, pitch, roll in degrees (unsmoothed measurement)
-    expression: np.ndarray  # (T, 468, 3) template units
     eyes: EyeState  # fields (T, 2), median-filtered
     face_size: float  # median scale x template width in pixels: which face is the patient
+    landmarks: TrackLandmarks  # the track's landmarks, read again frame by frame for the expression
+    fit: tuple[np.ndarray, np.ndarray, np.ndarray]  # (T, 3, 3), (T,), (T, 3): unsmoothed pose fit
+    neutral: np.ndarray  # (468, 3) the patient's neutral in the head frame: only ever subtracted
+
+    def expression(self, pos: int) -> np.ndarray:
+        """(468, 3) float32 landmark motion of the ``pos``-th frame, in template units.
+
+        Computed when the frame is rendered rather than stored for every frame: a stored expression
+        would double what a long video keeps in memory (models/README.md, "Memory")."""
+        rot, scale, trans = (torch.as_tensor(a[pos : pos + 1]) for a in self.fit)
+        pts = torch.as_tensor(self.landmarks.points(pos, pos + 1), dtype=torch.float64)
+        return _motion(_to_head(pts, rot, trans, scale).numpy(), self.neutral)[0].astype(np.float32)
 
 
-# Memory: the per-frame work runs in chunks of this many frames, and the neutral face is the median
+# Memory: the per-frame work runs in chunks of whole landmark blocks, and the neutral face is the median
 # over at most _NEUTRAL_SAMPLES evenly spaced frames, so the transient float64 arrays are bounded and
-# what a track keeps per frame is its pose, its eye numbers and its float32 expression (5.6 KiB).
-_CHUNK = 1024
+# what a track keeps per frame is its landmarks (models/tracking.py), its pose and its eye numbers.
+_CHUNK = LANDMARK_BLOCK
 _NEUTRAL_SAMPLES = 1500
 
 
@@ -48,16 +59,27 @@ def _to_head(p: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor, scale: tor
     return torch.einsum("tji,tnj->tni", rot, p - trans[:, None, :]) / scale[:, None, None]
 
 
+def _motion(head: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """Expression: head-frame landmarks minus the neutral, larger motion clipped as landmark error, and
+    nothing on the eye rings (the eyes are driven by measurements only, never by raw eye-shape motion)."""
+    motion = head - neutral[None]
+    norm = np.linalg.norm(motion, axis=-1, keepdims=True)
+    motion = motion * np.minimum(1.0, _MAX_EXPRESSION / np.maximum(norm, 1e-9))
+    for ring in EYE_RING:
+        motion[:, list(ring)] = 0.0
+    return motion
+
+
 def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackReconstruction:
-    frames = np.array(sorted(track.observations), dtype=np.int64)
-    obs = [track.observations[int(i)] for i in frames]
+    marks = track.landmarks
+    frames = marks.frames
     n = len(frames)
     template = torch.tensor(load_canonical_face().vertices, dtype=torch.float64, device=device)
     rigid = list(RIGID)
 
     def chunk(lo: int, hi: int) -> tuple[torch.Tensor, torch.Tensor]:
-        pts = torch.tensor(np.stack([o.points for o in obs[lo:hi]]), dtype=torch.float64, device=device)
-        iris = torch.tensor(np.stack([o.iris for o in obs[lo:hi]]), dtype=torch.float64, device=device)
+        pts = torch.tensor(marks.points(lo, hi), dtype=torch.float64, device=device)
+        iris = torch.tensor(marks.iris(lo, hi), dtype=torch.float64, device=device)
         return pts, iris.reshape(hi - lo, -1, 3)
 
     # pass A: pose per frame and the iris ruler; head points only for the neutral's sample of frames
@@ -75,14 +97,13 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         head_iris = _to_head(iris, r, t, sc).reshape(hi - lo, 2, 5, 3).cpu().numpy()
         diameters[lo:hi] = iris_diameter(head_iris)
         keep = [k - lo for k in range(lo, hi) if k in sample]
-        if keep:  # computed exactly as pass B does, so a still face has an expression of exactly 0
-            r64, t64, s64 = (torch.as_tensor(a[lo:hi], device=device) for a in (rot, trans, scale))
-            sampled.append(_to_head(pts, r64, t64, s64).cpu().numpy()[keep])
+        if keep:  # from the stored pose, as TrackReconstruction.expression does: a still face moves by 0
+            r64, t64, s64 = (torch.as_tensor(a[lo:hi][keep], device=device) for a in (rot, trans, scale))
+            sampled.append(_to_head(pts[keep], r64, t64, s64).cpu().numpy())
     neutral = np.median(np.concatenate(sampled), axis=0)
     ruler = np.median(diameters, axis=0)
 
-    # pass B: expression (motion relative to the neutral) and the eye state, chunk by chunk
-    expression = np.empty((n, 468, 3), dtype=np.float32)
+    # pass B: the eye state, chunk by chunk
     eye_parts: list[EyeState] = []
     for lo in range(0, n, _CHUNK):
         hi = min(n, lo + _CHUNK)
@@ -92,12 +113,6 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         sc = torch.as_tensor(scale[lo:hi], device=device)
         head = _to_head(pts, r, t, sc).cpu().numpy()
         head_iris = _to_head(iris, r, t, sc).reshape(hi - lo, 2, 5, 3).cpu().numpy()
-        motion = head - neutral[None]
-        norm = np.linalg.norm(motion, axis=-1, keepdims=True)
-        motion = motion * np.minimum(1.0, _MAX_EXPRESSION / np.maximum(norm, 1e-9))
-        for ring in EYE_RING:  # eyes are driven by measurements only, never by raw eye-shape motion
-            motion[:, list(ring)] = 0.0
-        expression[lo:hi] = motion
         eye_parts.append(measure_eyes(head, head_iris, diameter=ruler))
     eyes = calibrate_closure(_concat_eyes(eye_parts))
     eyes = EyeState(
@@ -114,14 +129,16 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
     return TrackReconstruction(
         track_id=track.id,
         frames=frames,
-        carried=np.array([o.carried for o in obs]),
+        carried=marks.carried,
         rotation=smooth_rot,
         scale=binomial3(scale),
         translation=binomial3(trans),
         angles=angles,
-        expression=expression,
         eyes=eyes,
         face_size=float(np.median(scale)) * width,
+        landmarks=marks,
+        fit=(rot, scale, trans),
+        neutral=neutral,
     )
 
 

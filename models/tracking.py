@@ -39,15 +39,95 @@ class FaceObservation:
     carried: bool = False  # True when copied from an earlier frame because the face was missed
 
 
+# Frames per landmark block. A track's landmarks live in whole float32 blocks of this many frames, so a
+# 30-minute video (54,000 frames, 5.6 KiB of landmarks each) keeps ~300 MiB of numbers and no per-frame
+# objects, and growing a track never copies it or leaves small holes between the large frame buffers.
+LANDMARK_BLOCK = 1024
+
+
+class TrackLandmarks:
+    """A track's landmarks frame by frame, in order: the only thing of the input that pass 2 reads."""
+
+    def __init__(self) -> None:
+        self._points: list[np.ndarray] = []  # blocks of (LANDMARK_BLOCK, 468, 3)
+        self._iris: list[np.ndarray] = []  # blocks of (LANDMARK_BLOCK, 2, 5, 3)
+        self._presence: list[np.ndarray] = []
+        self._frames: list[np.ndarray] = []
+        self._carried: list[np.ndarray] = []
+        self._n = 0
+
+    def __len__(self) -> int:
+        return self._n
+
+    def append(self, frame: int, obs: FaceObservation) -> None:
+        block, k = divmod(self._n, LANDMARK_BLOCK)
+        if block == len(self._points):
+            self._points.append(np.empty((LANDMARK_BLOCK, 468, 3), dtype=np.float32))
+            self._iris.append(np.empty((LANDMARK_BLOCK, 2, 5, 3), dtype=np.float32))
+            self._presence.append(np.empty(LANDMARK_BLOCK, dtype=np.float32))
+            self._frames.append(np.empty(LANDMARK_BLOCK, dtype=np.int64))
+            self._carried.append(np.empty(LANDMARK_BLOCK, dtype=bool))
+        self._points[block][k] = obs.points
+        self._iris[block][k] = obs.iris
+        self._presence[block][k] = obs.presence
+        self._frames[block][k] = frame
+        self._carried[block][k] = obs.carried
+        self._n += 1
+
+    def at(self, pos: int) -> FaceObservation:
+        """The ``pos``-th observation (views into the blocks, not copies)."""
+        block, k = divmod(pos, LANDMARK_BLOCK)
+        return FaceObservation(
+            points=self._points[block][k],
+            iris=self._iris[block][k],
+            presence=float(self._presence[block][k]),
+            carried=bool(self._carried[block][k]),
+        )
+
+    def last(self) -> FaceObservation:
+        return self.at(self._n - 1)
+
+    def last_frame(self) -> int:
+        return int(self._frames[-1][(self._n - 1) % LANDMARK_BLOCK]) if self._n else -1
+
+    def points(self, lo: int, hi: int) -> np.ndarray:
+        """(hi - lo, 468, 3) landmarks of positions lo..hi-1 (a view when they lie in one block)."""
+        return self._range(self._points, lo, hi)
+
+    def iris(self, lo: int, hi: int) -> np.ndarray:
+        return self._range(self._iris, lo, hi)
+
+    @property
+    def frames(self) -> np.ndarray:
+        return self._range(self._frames, 0, self._n).copy()
+
+    @property
+    def carried(self) -> np.ndarray:
+        return self._range(self._carried, 0, self._n).copy()
+
+    def _range(self, blocks: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
+        if hi <= lo:
+            return blocks[0][:0] if blocks else np.empty(0)
+        first, last = lo // LANDMARK_BLOCK, (hi - 1) // LANDMARK_BLOCK
+        if first == last:
+            return blocks[first][lo % LANDMARK_BLOCK : (hi - 1) % LANDMARK_BLOCK + 1]
+        return np.concatenate(
+            [
+                blocks[b][max(lo - b * LANDMARK_BLOCK, 0) : min(hi - b * LANDMARK_BLOCK, LANDMARK_BLOCK)]
+                for b in range(first, last + 1)
+            ]
+        )
+
+
 @dataclass
 class Track:
     id: int
     first: int
-    observations: dict[int, FaceObservation] = field(default_factory=dict)
+    landmarks: TrackLandmarks = field(default_factory=TrackLandmarks)
     missed: int = 0
 
     def last(self) -> FaceObservation:
-        return self.observations[max(self.observations)]
+        return self.landmarks.last()
 
 
 @dataclass
@@ -125,7 +205,7 @@ class FaceTracker:
                 active, new_tracks = self._link(frame, index, good, active)
                 tracks.extend(new_tracks)
                 unconfirmed.append(np.asarray(failed, dtype=np.float32).reshape(-1, 4))
-                counts.append(sum(1 for t in active if index in t.observations))
+                counts.append(sum(1 for t in active if t.landmarks.last_frame() == index))
                 index += 1
             if progress is not None:
                 progress(index)
@@ -133,7 +213,7 @@ class FaceTracker:
             height=height,
             width=width,
             n_frames=index,
-            tracks=[t for t in tracks if any(not o.carried for o in t.observations.values())],
+            tracks=[t for t in tracks if not t.landmarks.carried.all()],
             unconfirmed=unconfirmed,
             faces_per_frame=np.asarray(counts, dtype=np.int64),
         )
@@ -154,24 +234,25 @@ class FaceTracker:
                     best, best_iou = k, iou
             if best is not None:
                 unmatched.discard(best)
-                track.observations[index] = obs[best]
+                track.landmarks.append(index, obs[best])
                 track.missed = 0
                 still.append(track)
                 continue
             # missed by the detector: look again where the face was
             retry = self._retry(frame, self.perception.roi_from_mesh(track.last().points))
             if retry is not None:
-                track.observations[index] = retry
+                track.landmarks.append(index, retry)
                 track.missed = 0
                 still.append(track)
             elif track.missed < self.carry_frames:
                 last = track.last()
-                track.observations[index] = FaceObservation(last.points, last.iris, last.presence, True)
+                track.landmarks.append(index, FaceObservation(last.points, last.iris, last.presence, True))
                 track.missed += 1
                 still.append(track)
         new_tracks = []
         for k in sorted(unmatched):
-            t = Track(id=self._next_id, first=index, observations={index: obs[k]})
+            t = Track(id=self._next_id, first=index)
+            t.landmarks.append(index, obs[k])
             self._next_id += 1
             new_tracks.append(t)
             still.append(t)

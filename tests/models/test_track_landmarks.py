@@ -1,0 +1,30 @@
+"""A track's landmarks are kept in fixed float32 blocks (memory of long videos): what goes in comes out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.tracking import LANDMARK_BLOCK, FaceObservation, TrackLandmarks
+
+
+def _observation(rng: np.random.Generator, carried: bool = False) -> FaceObservation:
+    points = rng.uniform(0, 1920, (468, 3)).astype(np.float32)
+    iris = rng.uniform(0, 1920, (2, 5, 3)).astype(np.float32)
+    return FaceObservation(points=points, iris=iris, presence=float(rng.uniform()), carried=carried)
+
+
+def test_landmarks_read_back_exactly_across_block_boundaries() -> None:
+    rng = np.random.default_rng(7)
+    n = 2 * LANDMARK_BLOCK + 5
+    kept = [_observation(rng, carried=i % 9 == 0) for i in range(n)]
+    marks = TrackLandmarks()
+    for i, obs in enumerate(kept):
+        marks.append(10 + 2 * i, obs)
+    assert len(marks) == n
+    assert np.array_equal(marks.frames, 10 + 2 * np.arange(n))
+    assert np.array_equal(marks.carried, [o.carried for o in kept])
+    lo, hi = LANDMARK_BLOCK - 3, 2 * LANDMARK_BLOCK + 2  # spans three blocks
+    assert np.array_equal(marks.points(lo, hi), np.stack([o.points for o in kept[lo:hi]]))
+    assert np.array_equal(marks.iris(lo, hi), np.stack([o.iris for o in kept[lo:hi]]))
+    assert np.array_equal(marks.last().points, kept[-1].points)
+    assert marks.last_frame() == 10 + 2 * (n - 1)
