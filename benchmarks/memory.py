@@ -8,6 +8,8 @@ indoors, face ~150 px, centred on a 1080p canvas) and masked by ``models.api.mas
 child process, whose peak resident memory (ru_maxrss) is reported. A straight line through the points
 gives the memory per frame and the extrapolation to a 30-minute video at 30 fps (54,000 frames), so the
 claim "within 2 GiB" can be checked on a short run and confirmed with ``--minutes 30`` where time allows.
+Each point also has ``rss_mib_by_progress``: resident memory when masking reached each tenth of its
+progress (the analysis pass ends at 0.7), because memory that levels off is not a straight line.
 Prints one JSON document.
 """
 
@@ -55,18 +57,35 @@ def synthesise(src: Path, dst: Path, frames: int, fps: int) -> None:
 
 
 _CHILD = """
-import json, resource, sys, time
+import json, resource, sys, threading, time
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 from models.api import mask_file
+
+def rss_mib():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmRSS"))
+
+progress, samples, done = [0.0], [], threading.Event()
+def sample():
+    while not done.wait(0.5):
+        samples.append((progress[0], rss_mib()))
+threading.Thread(target=sample, daemon=True).start()
 t = time.perf_counter()
-r = mask_file(Path(sys.argv[2]), Path(sys.argv[3]), max_video_seconds=float(sys.argv[4]))
+r = mask_file(Path(sys.argv[2]), Path(sys.argv[3]), max_video_seconds=float(sys.argv[4]),
+              progress=lambda p: progress.__setitem__(0, p))
+done.set()
+# resident memory when masking had reached each tenth of its progress (analysis ends at 0.7)
+last = samples[-1][1] if samples else 0.0
+by_progress = {f"{q:.1f}": round(next((m for p, m in samples if p >= q), last), 1)
+               for q in [i / 10 for i in range(1, 11)]}
 print(json.dumps({"seconds": time.perf_counter() - t, "frames": r.frames_total,
-                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
+                  "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                  "rss_mib_by_progress": by_progress}))
 """
 
 
-def measure(video: Path, workdir: Path, max_seconds: float) -> dict[str, float]:
+def measure(video: Path, workdir: Path, max_seconds: float) -> dict[str, object]:
     out = workdir / "masked.mp4"
     proc = subprocess.run(
         [sys.executable, "-c", _CHILD, str(ROOT), str(video), str(out), str(max_seconds)],
