@@ -9,6 +9,7 @@ detected face could not be landmarked confidently is marked for blanking.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -39,34 +40,50 @@ class FaceObservation:
     carried: bool = False  # True when copied from an earlier frame because the face was missed
 
 
-# Frames per landmark block. A track's landmarks live in whole float32 blocks of this many frames, so a
-# 30-minute video (54,000 frames, 5.6 KiB of landmarks each) keeps ~300 MiB of numbers and no per-frame
-# objects, and growing a track never copies it or leaves small holes between the large frame buffers.
+# Frames in the largest landmark block. A track's landmarks live in whole float32 blocks, so a 30-minute
+# video (54,000 frames, 5.6 KiB of landmarks each) keeps ~300 MiB of numbers and no per-frame objects,
+# and growing a track never copies it. Blocks start small and double up to this size: a long video has
+# hundreds of short spurious tracks (a few frames each), and a full block for each (5.9 MiB) was what
+# made memory grow with video length.
 LANDMARK_BLOCK = 1024
+FIRST_LANDMARK_BLOCK = 16
 
 
 class TrackLandmarks:
     """A track's landmarks frame by frame, in order: the only thing of the input that pass 2 reads."""
 
     def __init__(self) -> None:
-        self._points: list[np.ndarray] = []  # blocks of (LANDMARK_BLOCK, 468, 3)
-        self._iris: list[np.ndarray] = []  # blocks of (LANDMARK_BLOCK, 2, 5, 3)
+        self._points: list[np.ndarray] = []  # blocks of (size, 468, 3)
+        self._iris: list[np.ndarray] = []  # blocks of (size, 2, 5, 3)
         self._presence: list[np.ndarray] = []
         self._frames: list[np.ndarray] = []
         self._carried: list[np.ndarray] = []
+        self._starts: list[int] = []  # position of each block's first frame
         self._n = 0
 
     def __len__(self) -> int:
         return self._n
 
+    @property
+    def held_bytes(self) -> int:
+        """Memory the blocks hold, used or not."""
+        blocks = (self._points, self._iris, self._presence, self._frames, self._carried)
+        return sum(b.nbytes for kind in blocks for b in kind)
+
+    def _locate(self, pos: int) -> tuple[int, int]:
+        block = bisect_right(self._starts, pos) - 1
+        return block, pos - self._starts[block]
+
     def append(self, frame: int, obs: FaceObservation) -> None:
-        block, k = divmod(self._n, LANDMARK_BLOCK)
-        if block == len(self._points):
-            self._points.append(np.empty((LANDMARK_BLOCK, 468, 3), dtype=np.float32))
-            self._iris.append(np.empty((LANDMARK_BLOCK, 2, 5, 3), dtype=np.float32))
-            self._presence.append(np.empty(LANDMARK_BLOCK, dtype=np.float32))
-            self._frames.append(np.empty(LANDMARK_BLOCK, dtype=np.int64))
-            self._carried.append(np.empty(LANDMARK_BLOCK, dtype=bool))
+        if not self._points or self._n - self._starts[-1] == len(self._frames[-1]):
+            size = min(LANDMARK_BLOCK, FIRST_LANDMARK_BLOCK << len(self._points))
+            self._starts.append(self._n)
+            self._points.append(np.empty((size, 468, 3), dtype=np.float32))
+            self._iris.append(np.empty((size, 2, 5, 3), dtype=np.float32))
+            self._presence.append(np.empty(size, dtype=np.float32))
+            self._frames.append(np.empty(size, dtype=np.int64))
+            self._carried.append(np.empty(size, dtype=bool))
+        block, k = len(self._points) - 1, self._n - self._starts[-1]
         self._points[block][k] = obs.points
         self._iris[block][k] = obs.iris
         self._presence[block][k] = obs.presence
@@ -76,7 +93,7 @@ class TrackLandmarks:
 
     def at(self, pos: int) -> FaceObservation:
         """The ``pos``-th observation (views into the blocks, not copies)."""
-        block, k = divmod(pos, LANDMARK_BLOCK)
+        block, k = self._locate(pos)
         return FaceObservation(
             points=self._points[block][k],
             iris=self._iris[block][k],
@@ -88,7 +105,7 @@ class TrackLandmarks:
         return self.at(self._n - 1)
 
     def last_frame(self) -> int:
-        return int(self._frames[-1][(self._n - 1) % LANDMARK_BLOCK]) if self._n else -1
+        return int(self._frames[-1][self._n - 1 - self._starts[-1]]) if self._n else -1
 
     def points(self, lo: int, hi: int) -> np.ndarray:
         """(hi - lo, 468, 3) landmarks of positions lo..hi-1 (a view when they lie in one block)."""
@@ -108,15 +125,12 @@ class TrackLandmarks:
     def _range(self, blocks: list[np.ndarray], lo: int, hi: int) -> np.ndarray:
         if hi <= lo:
             return blocks[0][:0] if blocks else np.empty(0)
-        first, last = lo // LANDMARK_BLOCK, (hi - 1) // LANDMARK_BLOCK
-        if first == last:
-            return blocks[first][lo % LANDMARK_BLOCK : (hi - 1) % LANDMARK_BLOCK + 1]
-        return np.concatenate(
-            [
-                blocks[b][max(lo - b * LANDMARK_BLOCK, 0) : min(hi - b * LANDMARK_BLOCK, LANDMARK_BLOCK)]
-                for b in range(first, last + 1)
-            ]
-        )
+        first, last = self._locate(lo)[0], self._locate(hi - 1)[0]
+        parts = [
+            blocks[b][max(lo - self._starts[b], 0) : min(hi - self._starts[b], len(blocks[b]))]
+            for b in range(first, last + 1)
+        ]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.tracking import LANDMARK_BLOCK, FaceObservation, TrackLandmarks
+from models.tracking import FIRST_LANDMARK_BLOCK, LANDMARK_BLOCK, FaceObservation, TrackLandmarks
 
 
 def _observation(rng: np.random.Generator, carried: bool = False) -> FaceObservation:
@@ -28,3 +28,24 @@ def test_landmarks_read_back_exactly_across_block_boundaries() -> None:
     assert np.array_equal(marks.iris(lo, hi), np.stack([o.iris for o in kept[lo:hi]]))
     assert np.array_equal(marks.last().points, kept[-1].points)
     assert marks.last_frame() == 10 + 2 * (n - 1)
+
+
+_PER_FRAME = 468 * 3 * 4 + 2 * 5 * 3 * 4 + 4 + 8 + 1  # points, iris, presence, frame, carried
+
+
+def test_a_short_track_holds_a_small_block_not_a_full_one() -> None:
+    """A long video has hundreds of spurious few-frame tracks; a full block each grew memory with length."""
+    rng = np.random.default_rng(3)
+    short = TrackLandmarks()
+    for i in range(5):
+        short.append(i, _observation(rng))
+    assert short.held_bytes == FIRST_LANDMARK_BLOCK * _PER_FRAME
+
+
+def test_a_long_track_holds_little_more_than_its_frames() -> None:
+    rng = np.random.default_rng(4)
+    long = TrackLandmarks()
+    n = 3 * LANDMARK_BLOCK + 1
+    for i in range(n):
+        long.append(i, _observation(rng))
+    assert n * _PER_FRAME <= long.held_bytes <= n * _PER_FRAME + LANDMARK_BLOCK * _PER_FRAME
