@@ -229,17 +229,8 @@ def posed_vertices(
 
     expression: (468, 3) landmark motion in template units (zero for a photo).
     """
-    return pose(driven_vertices(expression, eyes), rot, scale, trans)
-
-
-def pose(v: torch.Tensor, rot: torch.Tensor, scale: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
-    return scale * (v @ rot.T) + trans
-
-
-def driven_vertices(expression: torch.Tensor, eyes: EyeDrive) -> torch.Tensor:
-    """Template vertices (480, 3) in template units: template + expression, lids driven, not posed."""
     rig = template_rig()
-    dev, dt = expression.device, expression.dtype
+    dev, dt = rot.device, rot.dtype
     v = torch.as_tensor(rig.vertices, device=dev, dtype=dt).clone()
     v[:468] += expression
     # the mouth plate follows the lips: its top edge the upper lip, its bottom edge the lower lip, so an
@@ -267,46 +258,7 @@ def driven_vertices(expression: torch.Tensor, eyes: EyeDrive) -> torch.Tensor:
             moved = v[list(lid), :2] - tv[list(lid), :2]  # (7, 2)
             w = torch.as_tensor(rig.lid_skin[:, e, k], device=dev, dtype=dt)  # (468, 7)
             v[:468, :2] += w @ moved
-    return v
-
-
-# Lashes of a closing lid hang down over the lower lid (a dark crescent below the line where the lids
-# meet); an open lid's lashes are painted in the texture. Length in eye widths at full closure.
-_CLOSED_LASH_LENGTH = 0.2
-
-
-def closed_lash_depth(driven: np.ndarray, eyes: EyeDrive) -> np.ndarray:
-    """Per template vertex (480,): depth below the driven upper lid margin as a fraction of the lash
-    length hanging there (0 at the margin, 1 at the lash tips); >= 1 where no lash hangs.
-
-    The lash length grows with the eye's closure (none when open as the template) and tapers towards the
-    corners, so an interpolated value < 1 marks the lash crescent of a closing eye.
-    """
-    rig = template_rig()
-    v = driven[:, :2].astype(np.float64)
-    out = np.full(v.shape[0], 1e3)
-    for e in range(2):
-        outer, inner = rig.vertices[EYE_OUTER[e], :2], rig.vertices[EYE_INNER[e], :2]
-        u_ax, v_ax = eye_axes(outer, inner)
-        width = float(rig.eye_width[e])
-        order = np.argsort(rig.lid_u[e, 0])
-        lu = rig.lid_u[e, 0][order]
-        rest = np.interp(0.5 * width, lu, (rig.lid_v[e, 0] - rig.lid_v[e, 1])[order])
-        now = np.interp(0.5 * width, lu, (eyes.lid_v[e, 0] - eyes.lid_v[e, 1])[order])
-        closure = float(np.clip(1.0 - now / max(rest, 1e-6), 0.0, 1.0))
-        if closure <= 0.0:
-            continue
-        d = v - outer
-        u, h = d @ u_ax, d @ v_ax
-        near = (u > 0) & (u < width) & (np.linalg.norm(v - 0.5 * (outer + inner), axis=1) < 1.2 * width)
-        below = np.interp(u, lu, eyes.lid_v[e, 0][order]) - h  # > 0 below the upper margin (rest skin)
-        taper = np.sin(np.pi * np.clip(u / width, 0.0, 1.0)) ** 0.5
-        length = _CLOSED_LASH_LENGTH * width * closure * taper
-        sel = near & (length > 1e-6)
-        # none above the margin (a large value keeps the interpolated crescent below it)
-        depth = np.where(below >= -1e-6 * width, below / np.maximum(length, 1e-6), 10.0)
-        out[sel] = np.minimum(out[sel], depth[sel])
-    return out
+    return scale * (v @ rot.T) + trans
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from models.avatar import (
 from models.eyes import EYEBALL_RADIUS_MM
 from models.render import interpolate, rasterize, vertex_normals
 from models.template import IRIS_DIAMETER_MM
-from models.texture import LASH, TextureStyle, paint_texture
+from models.texture import TextureStyle, paint_texture
 
 _DIFFUSE = 0.62
 
@@ -71,7 +71,6 @@ _PUPIL_R, _IRIS_R, _LIMBUS_W = 0.2, 0.5, 0.06  # in iris diameters
 class PosedFace:
     vertices: torch.Tensor  # (480, 3) frame pixels + depth
     eye_coords: EyePlates  # eye-plate geometry and the driven iris and lids, for the eye shader
-    lash_depth: torch.Tensor | None = None  # (480,) see avatar.closed_lash_depth; None: no closing lashes
 
 
 # Small faces are rendered at (at least) this many pixels across and area-downsampled into the frame:
@@ -100,7 +99,7 @@ def render_faces(
         h, w = int(np.ceil((y1 - y0) * k)), int(np.ceil((x1 - x0) * k))
         offset = torch.tensor([x0, y0, 0.0], device=device, dtype=face.vertices.dtype)
         local = (face.vertices - offset) * torch.tensor([k, k, 1.0], device=device, dtype=face.vertices.dtype)
-        rgb, cover = _shade_face(local.float(), face.eye_coords, face.lash_depth, h, w, device, look)
+        rgb, cover = _shade_face(local.float(), face.eye_coords, h, w, device, look)
         if k > 1.0:
             both = torch.cat([rgb * cover.unsqueeze(-1), cover.unsqueeze(-1)], dim=-1).permute(2, 0, 1)
             small = F.interpolate(both.unsqueeze(0), size=(y1 - y0, x1 - x0), mode="area")[0].permute(1, 2, 0)
@@ -114,13 +113,7 @@ def render_faces(
 
 
 def _shade_face(
-    verts: torch.Tensor,
-    plates: EyePlates,
-    lash_depth: torch.Tensor | None,
-    h: int,
-    w: int,
-    device: torch.device,
-    look: Appearance,
+    verts: torch.Tensor, plates: EyePlates, h: int, w: int, device: torch.device, look: Appearance
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One face rasterised and shaded into an (h, w) tile: colour (h, w, 3) and coverage (h, w)."""
     rig = template_rig()
@@ -130,8 +123,7 @@ def _shade_face(
     eye_local = torch.zeros(verts.shape[0], 2, device=device)
     eye_local[468:476] = torch.as_tensor(plates.local, device=device, dtype=torch.float32)
     normals = vertex_normals(verts, tris)
-    depth = torch.full((verts.shape[0], 1), 1e3, device=device) if lash_depth is None else lash_depth[:, None]
-    attrs = torch.cat([uv, normals, eye_local, depth.to(uv.dtype)], dim=1)
+    attrs = torch.cat([uv, normals, eye_local], dim=1)
     frags = rasterize(verts, tris, h, w)
     a = interpolate(frags, tris, attrs)
     first = tris[frags.triangle, 0]
@@ -148,9 +140,6 @@ def _shade_face(
         grid = a[skin, 0:2].view(1, 1, -1, 2)
         albedo = F.grid_sample(tex, grid, mode="bilinear", align_corners=False)[0, :, 0].T
         colour[skin] = albedo * torch.tensor(look.skin_gain, device=device) * shade[skin]
-        # the lashes of a closing lid hang over the lower lid: dark at the margin, soft at the tips
-        lash = (2.0 * (1.0 - a[skin, 7:8])).clamp(0.0, 1.0) * look.texture.lash_density
-        colour[skin] = colour[skin] * (1.0 - lash) + torch.tensor(LASH, device=device) * shade[skin] * lash
     eye = mat == MATERIAL_EYE
     if bool(eye.any()):
         which = torch.div(first[eye] - 468, 4, rounding_mode="floor")

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.avatar import closed_lash_depth, drive_eyes, driven_vertices, eye_plate_coords, pose
+from models.avatar import drive_eyes, eye_plate_coords, posed_vertices
 from models.compose import Appearance, PosedFace, render_faces
 from models.eyes import EyeState
 from models.failclosed import FailClosed, decide
@@ -145,15 +145,14 @@ class DigitalMask:
         )
         drive = drive_eyes(state)
         dt = torch.float32
-        driven = driven_vertices(torch.as_tensor(rec.expression(pos), device=self.device, dtype=dt), drive)
-        verts = pose(
-            driven,
+        verts = posed_vertices(
+            torch.as_tensor(rec.expression(pos), device=self.device, dtype=dt),
+            drive,
             torch.as_tensor(rec.rotation[pos], device=self.device, dtype=dt),
             torch.as_tensor(float(rec.scale[pos]), device=self.device, dtype=dt),
             torch.as_tensor(rec.translation[pos], device=self.device, dtype=dt),
         )
-        lashes = torch.as_tensor(closed_lash_depth(driven.cpu().numpy(), drive), device=self.device, dtype=dt)
-        return PosedFace(vertices=verts, eye_coords=eye_plate_coords(drive), lash_depth=lashes)
+        return PosedFace(vertices=verts, eye_coords=eye_plate_coords(drive))
 
     def mask_frames(self, frames: Iterable[np.ndarray], fps: float | None = None) -> Iterator[np.ndarray]:
         """Frame-level API for callers doing their own I/O (DICOM): all frames are analysed first, then

@@ -173,13 +173,14 @@ def paint_texture(vertices: np.ndarray, style: TextureStyle) -> tuple[np.ndarray
         axes = (int(0.85 * width * PX_PER_UNIT), int(0.55 * width * PX_PER_UNIT))
         cv2.ellipse(orbit, (int(c[0]), int(c[1])), axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA)
         shade *= 1.0 - 0.16 * _blur(orbit, 0.35 * width)
-        # lid crease: a faint fold line above the upper margin, following its curve. Kept faint, and the
-        # lid skin no darker than the brow bone: as the lid closes its skin stretches, and a dark crease or
-        # lid turned into a dome over the closed eye that readers took for an open upper lid
+        # lid crease: a soft fold line above the upper margin, following its curve
         crease = upper.copy()
         lift = 0.38 * width * np.sin(np.linspace(0.15, np.pi - 0.15, len(crease)))
         crease[:, 1] -= lift
-        shade *= 1.0 - 0.10 * _line_mask(frame, _resample(crease, 24), 0.05 * width, 0.035 * width)
+        shade *= 1.0 - 0.28 * _line_mask(frame, _resample(crease, 24), 0.05 * width, 0.035 * width)
+        # upper lid skin a touch darker than the brow bone
+        lid = np.concatenate([upper, crease[::-1]])
+        shade *= 1.0 - 0.08 * _poly_mask(frame, [lid], 0.04 * width)
         # lower lid: a faint line and lower lashes
         shade *= 1.0 - 0.25 * _line_mask(frame, _resample(lower, 24), 0.025 * width, 0.012 * width)
         # upper lashes: a dense dark band along the margin plus strokes curling up and out

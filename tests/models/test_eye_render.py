@@ -6,17 +6,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.avatar import (
-    MATERIAL_EYE,
-    closed_lash_depth,
-    drive_eyes,
-    driven_vertices,
-    posed_vertices,
-    template_rig,
-)
+from models.avatar import MATERIAL_EYE, drive_eyes, posed_vertices, template_rig
 from models.eyes import CLOSED_RESIDUAL, EyeState, calibrate_closure
 from models.render import rasterize
-from models.template import EYE_INNER, EYE_OUTER
 
 _SIZE = 400
 
@@ -89,40 +81,3 @@ def test_calibration_keeps_an_open_eye_and_orders_apertures() -> None:
     assert half.aperture[0] < half.aperture[1] < 0.75
     # the lower lid keeps its measured place; the upper lid absorbs the correction
     assert np.allclose(half.lower, _state((0.4, 0.6)).lower)
-
-
-def _hanging_lash_vertices(state: EyeState) -> tuple[np.ndarray, np.ndarray]:
-    """Template vertices under each eye's closing lashes (right, left): closed_lash_depth < 1."""
-    drive = drive_eyes(state)
-    driven = driven_vertices(torch.zeros(468, 3, dtype=torch.float64), drive).numpy()
-    under = closed_lash_depth(driven, drive)[:468] < 1.0
-    rig = template_rig()
-    mid = 0.5 * (rig.vertices[EYE_OUTER[0], 0] + rig.vertices[EYE_INNER[1], 0])
-    x = rig.vertices[:468, 0]
-    right = x < mid if rig.vertices[EYE_OUTER[0], 0] < mid else x > mid
-    return np.flatnonzero(under & right), np.flatnonzero(under & ~right)
-
-
-def test_an_open_eye_has_no_hanging_lashes() -> None:
-    right, left = _hanging_lash_vertices(_state((0.9, 0.9)))
-    assert right.size == 0 and left.size == 0
-
-
-def test_a_closed_eye_shows_its_lashes_below_the_closed_lid() -> None:
-    """A reader (person or program) finds a closed eye by the dark lash crescent under the line where the
-    lids meet; a thin line alone reads as a half-open eye."""
-    state = _state((0.0, 0.0))
-    drive = drive_eyes(state)
-    driven = driven_vertices(torch.zeros(468, 3, dtype=torch.float64), drive).numpy()
-    right, left = _hanging_lash_vertices(state)
-    assert right.size >= 3 and left.size >= 3
-    rig = template_rig()
-    for e, idx in enumerate((right, left)):
-        line = 0.5 * (rig.vertices[EYE_OUTER[e], 1] + rig.vertices[EYE_INNER[e], 1])
-        # image y grows downwards: the lashes hang at or below the closed lid line, none above the brow side
-        assert np.all(driven[idx, 1] >= line - 0.05 * float(rig.eye_width[e]))
-
-
-def test_a_wink_hangs_lashes_on_the_winking_side_only() -> None:
-    right, left = _hanging_lash_vertices(_state((0.0, 0.9)))
-    assert right.size >= 3 and left.size == 0
