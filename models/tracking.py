@@ -42,9 +42,11 @@ class FaceObservation:
 
 # Frames in the largest landmark block. A track's landmarks live in whole float32 blocks, so a 30-minute
 # video (54,000 frames, 5.6 KiB of landmarks each) keeps ~300 MiB of numbers and no per-frame objects,
-# and growing a track never copies it. Blocks start small and double up to this size: a long video has
-# hundreds of short spurious tracks (a few frames each), and a full block for each (5.9 MiB) was what
-# made memory grow with video length.
+# and growing a track never copies it. Blocks start small, each new one as large as all before it, up to
+# this size: a long video has hundreds of short spurious tracks (a few frames each), and a full block for
+# each (5.9 MiB) was what made memory grow with video length. The growing blocks fill exactly the first
+# LANDMARK_BLOCK frames, so every later block starts at a multiple of it and a reader that walks a track
+# in chunks of LANDMARK_BLOCK frames (reconstruct.py) gets views, not copies, after the first chunk.
 LANDMARK_BLOCK = 1024
 FIRST_LANDMARK_BLOCK = 16
 
@@ -76,7 +78,7 @@ class TrackLandmarks:
 
     def append(self, frame: int, obs: FaceObservation) -> None:
         if not self._points or self._n - self._starts[-1] == len(self._frames[-1]):
-            size = min(LANDMARK_BLOCK, FIRST_LANDMARK_BLOCK << len(self._points))
+            size = min(LANDMARK_BLOCK, max(FIRST_LANDMARK_BLOCK, self._n))  # _n: all blocks so far are full
             self._starts.append(self._n)
             self._points.append(np.empty((size, 468, 3), dtype=np.float32))
             self._iris.append(np.empty((size, 2, 5, 3), dtype=np.float32))

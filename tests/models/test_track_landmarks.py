@@ -23,7 +23,7 @@ def test_landmarks_read_back_exactly_across_block_boundaries() -> None:
     assert len(marks) == n
     assert np.array_equal(marks.frames, 10 + 2 * np.arange(n))
     assert np.array_equal(marks.carried, [o.carried for o in kept])
-    lo, hi = LANDMARK_BLOCK - 3, 2 * LANDMARK_BLOCK + 2  # spans three blocks
+    lo, hi = 10, 2 * LANDMARK_BLOCK + 2  # spans the small first blocks and two full ones
     assert np.array_equal(marks.points(lo, hi), np.stack([o.points for o in kept[lo:hi]]))
     assert np.array_equal(marks.iris(lo, hi), np.stack([o.iris for o in kept[lo:hi]]))
     assert np.array_equal(marks.last().points, kept[-1].points)
@@ -49,3 +49,13 @@ def test_a_long_track_holds_little_more_than_its_frames() -> None:
     for i in range(n):
         long.append(i, _observation(rng))
     assert n * _PER_FRAME <= long.held_bytes <= n * _PER_FRAME + LANDMARK_BLOCK * _PER_FRAME
+
+
+def test_after_the_first_block_size_blocks_start_at_multiples_of_it() -> None:
+    """Reconstruction reads a track in chunks of LANDMARK_BLOCK frames: aligned chunks are views."""
+    rng = np.random.default_rng(5)
+    marks = TrackLandmarks()
+    for i in range(2 * LANDMARK_BLOCK + 1):
+        marks.append(i, _observation(rng))
+    chunk = marks.points(LANDMARK_BLOCK, 2 * LANDMARK_BLOCK)
+    assert np.shares_memory(chunk, marks.points(LANDMARK_BLOCK, LANDMARK_BLOCK + 1))  # a view, not a copy
