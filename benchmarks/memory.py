@@ -128,23 +128,26 @@ def main() -> int:
         "budget_mib": BUDGET_MIB,
     }
     if len(points) >= 2:
-        f = np.array([q["frames"] for q in points], dtype=float)
-        m = np.array([q["peak_rss_mib"] for q in points], dtype=float)
-        slope, intercept = np.polyfit(f, m, 1)
+        frames = np.array([q["frames"] for q in points], dtype=float)
+        peaks = np.array([q["peak_rss_mib"] for q in points], dtype=float)
+        slope, intercept = np.polyfit(frames, peaks, 1)
         at_30 = intercept + slope * THIRTY_MINUTES * args.fps
+        within = bool(at_30 <= BUDGET_MIB)
         result["fit"] = {
             "kib_per_frame": slope * 1024.0,
             "intercept_mib": intercept,
             "extrapolated_30_min_mib": at_30,
-            "within_budget": bool(at_30 <= BUDGET_MIB),
+            "within_budget": within,
         }
-    elif points:
-        result["within_budget"] = bool(points[0]["peak_rss_mib"] <= BUDGET_MIB)
+    else:
+        within = not points or bool(points[0]["peak_rss_mib"] <= BUDGET_MIB)
+        if points:
+            result["within_budget"] = within
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
-    return 0 if result.get("within_budget", result.get("fit", {}).get("within_budget", True)) else 3
+    return 0 if within else 3
 
 
 if __name__ == "__main__":
