@@ -27,7 +27,7 @@ from models.avatar import (
 from models.eyes import EYEBALL_RADIUS_MM
 from models.render import interpolate, rasterize, vertex_normals
 from models.template import IRIS_DIAMETER_MM
-from models.texture import TextureStyle, paint_texture
+from models.texture import TextureStyle, paint_skin
 
 _DIFFUSE = 0.62
 
@@ -138,7 +138,12 @@ def _shade_face(
     if bool(skin.any()):
         tex = _texture(look, device)
         grid = a[skin, 0:2].view(1, 1, -1, 2)
-        albedo = F.grid_sample(tex, grid, mode="bilinear", align_corners=False)[0, :, 0].T
+        paint = F.grid_sample(tex, grid, mode="bilinear", align_corners=False)[0, :, 0].T
+        # each eye's region turns from the open to the closed painting over the last stretch of closing
+        closure = torch.as_tensor(plates.closure, device=device, dtype=paint.dtype)
+        t = ((closure - _CLOSING_FROM) / _CLOSING_SPAN).clamp(0.0, 1.0)
+        closing = (paint[:, 6:8] * (t * t * (3.0 - 2.0 * t))).sum(dim=1, keepdim=True).clamp(0.0, 1.0)
+        albedo = paint[:, 0:3] * (1.0 - closing) + paint[:, 3:6] * closing
         colour[skin] = albedo * torch.tensor(look.skin_gain, device=device) * shade[skin]
     eye = mat == MATERIAL_EYE
     if bool(eye.any()):
@@ -153,16 +158,22 @@ def _shade_face(
     return rgb.reshape(h, w, 3), cover.reshape(h, w)
 
 
+# closure (see avatar.eye_closure) at which an eye's painting starts turning closed, and over how much
+# more closure it completes: a narrowed eye keeps its crease and upturned lashes, a shut one loses them
+_CLOSING_FROM, _CLOSING_SPAN = 0.65, 0.3
+
 _TEXTURES: dict[tuple[TextureStyle, str], torch.Tensor] = {}
 
 
 def _texture(look: Appearance, device: torch.device) -> torch.Tensor:
-    """The painted skin for this appearance draw, (1, 3, H, W) on the device; painted once per draw."""
+    """The painted skin for this appearance draw, painted once per draw: (1, 8, H, W) on the device,
+    channels open RGB, closed RGB, eye-region weights of eye 0 and eye 1 (see texture.PaintedSkin)."""
     key = (look.texture, str(device))
     if key not in _TEXTURES:
         if len(_TEXTURES) >= 4:  # one draw per photo or video: keep only the latest few
             _TEXTURES.pop(next(iter(_TEXTURES)))
-        img, _ = paint_texture(template_rig().vertices, look.texture)
+        skin = paint_skin(template_rig().vertices, look.texture)
+        img = np.concatenate([skin.open, skin.closed, skin.eye_region], axis=2)
         _TEXTURES[key] = torch.as_tensor(img, device=device).permute(2, 0, 1).unsqueeze(0).contiguous()
     return _TEXTURES[key]
 

@@ -9,6 +9,7 @@ procedurally by this module (no image asset, no real person's photo).
 Painting happens in the *rest* template's (x, y) plane, and each vertex keeps its rest coordinates as
 its texture coordinate, so the paint moves with the geometry: when a lid closes, its lashes and skin
 slide down with the lid margin. Texture coordinates are returned in ``grid_sample``'s [-1, 1] range.
+The eyes are painted twice, open and shut (``PaintedSkin``): a shut lid is not an open one stretched.
 The texture is the same for every patient apart from the random per-mask draws of ``TextureStyle``
 (brow and lash darkness, skin grain), which keep masks of one person unlinkable.
 """
@@ -139,8 +140,25 @@ def _strokes(
     return mask
 
 
-def paint_texture(vertices: np.ndarray, style: TextureStyle) -> tuple[np.ndarray, TextureFrame]:
-    """The skin texture (H, W, 3) float32 in linear-ish sRGB 0..1, and where it sits."""
+@dataclass(frozen=True)
+class PaintedSkin:
+    """The painted skin twice over — eyes open and eyes closed — and where each eye's region is.
+
+    Why two: a closing lid stretches the skin between its margin and the crease over the eye. Painted
+    for an open eye (crease, darker lid, lashes curling up), that skin stretched shut reads as an open
+    eye's outline — a dome over a lash fringe — to people and to landmark readers alike (models/README.md,
+    "closed eyes"). So each eye's region blends from the open to the closed painting as that eye closes
+    (``models.compose``): a smooth lid with the lashes hanging from the closed lid line.
+    """
+
+    open: np.ndarray  # (H, W, 3) float32 sRGB 0..1
+    closed: np.ndarray  # (H, W, 3) the same skin with both eyes painted closed
+    eye_region: np.ndarray  # (H, W, 2) float32 0..1: how much each pixel belongs to eye 0 / eye 1
+    frame: TextureFrame
+
+
+def paint_skin(vertices: np.ndarray, style: TextureStyle) -> PaintedSkin:
+    """The skin painted with the eyes open and closed (see :class:`PaintedSkin`), in linear-ish sRGB."""
     v = vertices[:468].astype(np.float64)
     frame = texture_frame(v)
     rng = np.random.default_rng(style.grain_seed)
@@ -161,7 +179,11 @@ def paint_texture(vertices: np.ndarray, style: TextureStyle) -> tuple[np.ndarray
         flush = 0.06 * np.exp(-d2)
         img[..., 1] *= 1.0 - flush
         img[..., 2] *= 1.0 - 0.8 * flush
-    shade = np.ones((h, w), np.float32)  # multiplicative darkening (orbit, crease)
+    closed = img.copy()
+    shade = np.ones((h, w), np.float32)  # multiplicative darkening (orbit, crease), eyes open
+    shade_closed = np.ones((h, w), np.float32)  # the same with the eyes closed
+    eye_region = np.zeros((h, w, 2), np.float32)
+    lash_rng = np.random.default_rng([style.grain_seed, 1])
     for e in range(2):
         upper = _upper_margin(v, e)
         lower = _lower_margin(v, e)
@@ -172,7 +194,11 @@ def paint_texture(vertices: np.ndarray, style: TextureStyle) -> tuple[np.ndarray
         c = frame.to_px(centre + np.array([0.15 * (1 if e == 0 else -1) * width, -0.15 * width]))
         axes = (int(0.85 * width * PX_PER_UNIT), int(0.55 * width * PX_PER_UNIT))
         cv2.ellipse(orbit, (int(c[0]), int(c[1])), axes, 0, 0, 360, 1.0, -1, cv2.LINE_AA)
-        shade *= 1.0 - 0.16 * _blur(orbit, 0.35 * width)
+        orbit_shade = 1.0 - 0.16 * _blur(orbit, 0.35 * width)
+        shade *= orbit_shade
+        shade_closed *= orbit_shade
+        # this eye's region: the whole orbit, soft-edged, so the closed painting blends in unseen
+        eye_region[..., e] = np.clip(_blur(orbit, 0.2 * width) * 1.6, 0.0, 1.0)
         # lid crease: a soft fold line above the upper margin, following its curve
         crease = upper.copy()
         lift = 0.38 * width * np.sin(np.linspace(0.15, np.pi - 0.15, len(crease)))
@@ -182,7 +208,8 @@ def paint_texture(vertices: np.ndarray, style: TextureStyle) -> tuple[np.ndarray
         lid = np.concatenate([upper, crease[::-1]])
         shade *= 1.0 - 0.08 * _poly_mask(frame, [lid], 0.04 * width)
         # lower lid: a faint line and lower lashes
-        shade *= 1.0 - 0.25 * _line_mask(frame, _resample(lower, 24), 0.025 * width, 0.012 * width)
+        lower_line = 1.0 - 0.25 * _line_mask(frame, _resample(lower, 24), 0.025 * width, 0.012 * width)
+        shade *= lower_line
         # upper lashes: a dense dark band along the margin plus strokes curling up and out
         line = _resample(upper, 40)
         taper = np.sin(np.linspace(0.25, np.pi - 0.1, len(line))) ** 0.6
@@ -194,7 +221,20 @@ def paint_texture(vertices: np.ndarray, style: TextureStyle) -> tuple[np.ndarray
         lengths = 0.11 * width * taper[2:-3] * rng.uniform(0.7, 1.2, len(roots))
         strokes = _strokes(frame, roots, dirs, lengths, 0.014 * width)
         _over(img, LASH, style.lash_density * np.maximum(band, _blur(strokes, 0.004 * width)))
+        # closed: the upper margin comes down onto the lower one. The lid skin is smooth (no crease, no
+        # darker lid), the margin's lash band becomes the closed lid line, and the lashes hang down and
+        # out from there over the lower lid's skin, which is where they show on a closed eye
+        closed_line = _resample(lower, 40)
+        hang_roots = closed_line[3:-3]
+        hang_taper = np.sin(np.linspace(0.3, np.pi - 0.15, len(closed_line))) ** 0.6
+        hang = np.radians(lash_rng.uniform(55, 80, len(hang_roots)))
+        hang_dirs = np.stack([out * np.cos(hang), np.sin(hang)], axis=1)
+        hang_len = 0.1 * width * hang_taper[3:-3] * lash_rng.uniform(0.7, 1.2, len(hang_roots))
+        hanging = _strokes(frame, hang_roots, hang_dirs, hang_len, 0.014 * width)
+        _over(closed, LASH, style.lash_density * band)
+        _over(closed, LASH, 0.9 * style.lash_density * _blur(hanging, 0.004 * width))
     img *= shade[..., None]
+    closed *= shade_closed[..., None]
     # brows: hair strokes filling the brow region, denser in the middle, soft at the edges
     for brow in BROWS:
         top = v[list(brow[:5]), :2]
@@ -212,9 +252,11 @@ def paint_texture(vertices: np.ndarray, style: TextureStyle) -> tuple[np.ndarray
         hairs = _strokes(frame, roots, dirs, rng.uniform(0.25, 0.5, n), 0.035)
         alpha = style.brow_density * np.clip(_blur(hairs, 0.02) * 1.4, 0, 1) * np.clip(region * 1.3, 0, 1)
         _over(img, BROW_HAIR, alpha)
+        _over(closed, BROW_HAIR, alpha)
     # lips and nostrils
     lips = _poly_mask(frame, [v[list(LIPS_OUTER), :2]], 0.06) - _poly_mask(frame, [v[list(LIPS_INNER), :2]])
     _over(img, LIP, 0.85 * np.clip(lips, 0, 1))
+    _over(closed, LIP, 0.85 * np.clip(lips, 0, 1))
     nostrils = np.zeros((h, w), np.float32)
     for cx in (-0.8, 0.8):
         c = frame.to_px(np.array([cx, 1.78]))
@@ -230,4 +272,7 @@ def paint_texture(vertices: np.ndarray, style: TextureStyle) -> tuple[np.ndarray
             cv2.LINE_AA,
         )
     _over(img, NOSTRIL, 0.8 * _blur(nostrils, 0.06))
-    return np.clip(img, 0.0, 1.0), frame
+    _over(closed, NOSTRIL, 0.8 * _blur(nostrils, 0.06))
+    return PaintedSkin(
+        open=np.clip(img, 0.0, 1.0), closed=np.clip(closed, 0.0, 1.0), eye_region=eye_region, frame=frame
+    )
