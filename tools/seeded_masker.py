@@ -41,8 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     def seeded_model(device: str = "cpu", batch_size: int = 8) -> DigitalMask:
         return DigitalMask(device=device, batch_size=batch_size, appearance_seed=fixed)
 
+    shared = api.get_model
     api.get_model = seeded_model  # type: ignore[assignment]  # mask_file's own path, one draw fixed
-    api.mask_file(args.src, args.dst)
+    try:
+        api.mask_file(args.src, args.dst)
+    finally:
+        api.get_model = shared  # the process's shared model again (tests run in one process)
     return 0
 
 
