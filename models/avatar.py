@@ -275,15 +275,16 @@ class EyePlates:
     closure: np.ndarray  # (2,) per eye, 0 = open as the template .. 1 = lids met (see eye_closure)
 
 
-def eye_closure(lid_u: np.ndarray, lid_v: np.ndarray, eye_width: np.ndarray) -> np.ndarray:
-    """Per eye, how far the driven lids have closed at the middle of the eye: 1 - aperture / template's."""
-    rest = template_rig().lid_v
+def eye_closure(lid_v: np.ndarray) -> np.ndarray:
+    """Per eye, how far the driven lids (``EyeDrive.lid_v``) have closed at the middle of the eye:
+    1 - aperture / the template's own."""
+    rig = template_rig()
     out = np.zeros(2)
     for e in range(2):
-        order = np.argsort(lid_u[e, 0])
-        mid = 0.5 * float(eye_width[e])
-        now = np.interp(mid, lid_u[e, 0][order], (lid_v[e, 0] - lid_v[e, 1])[order])
-        was = np.interp(mid, lid_u[e, 0][order], (rest[e, 0] - rest[e, 1])[order])
+        order = np.argsort(rig.lid_u[e, 0])
+        mid = 0.5 * float(rig.eye_width[e])
+        now = np.interp(mid, rig.lid_u[e, 0][order], (lid_v[e, 0] - lid_v[e, 1])[order])
+        was = np.interp(mid, rig.lid_u[e, 0][order], (rig.lid_v[e, 0] - rig.lid_v[e, 1])[order])
         out[e] = float(np.clip(1.0 - now / max(was, 1e-9), 0.0, 1.0))
     return out
 
@@ -303,5 +304,5 @@ def eye_plate_coords(eyes: EyeDrive) -> EyePlates:
         lid_v=eyes.lid_v,
         iris_diameter=rig.iris_diameter,
         eye_width=rig.eye_width,
-        closure=eye_closure(rig.lid_u, eyes.lid_v, rig.eye_width),
+        closure=eye_closure(eyes.lid_v),
     )

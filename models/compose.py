@@ -136,14 +136,16 @@ def _shade_face(
     colour = torch.zeros(a.shape[0], 3, device=device)
     skin = mat == MATERIAL_SKIN
     if bool(skin.any()):
-        tex = _texture(look, device)
+        open_paint, shut_paint = _texture(look, device)
         grid = a[skin, 0:2].view(1, 1, -1, 2)
-        paint = F.grid_sample(tex, grid, mode="bilinear", align_corners=False)[0, :, 0].T
-        # each eye's region turns from the open to the closed painting over the last stretch of closing
-        closure = torch.as_tensor(plates.closure, device=device, dtype=paint.dtype)
-        t = ((closure - _CLOSING_FROM) / _CLOSING_SPAN).clamp(0.0, 1.0)
-        closing = (paint[:, 6:8] * (t * t * (3.0 - 2.0 * t))).sum(dim=1, keepdim=True).clamp(0.0, 1.0)
-        albedo = paint[:, 0:3] * (1.0 - closing) + paint[:, 3:6] * closing
+        albedo = F.grid_sample(open_paint, grid, mode="bilinear", align_corners=False)[0, :, 0].T
+        if float(plates.closure.max()) > _CLOSING_FROM:  # most frames: no eye shut enough to change
+            # each eye's region turns from the open to the shut painting over the last stretch of closing
+            shut = F.grid_sample(shut_paint, grid, mode="bilinear", align_corners=False)[0, :, 0].T
+            closure = torch.as_tensor(plates.closure, device=device, dtype=shut.dtype)
+            t = ((closure - _CLOSING_FROM) / _CLOSING_SPAN).clamp(0.0, 1.0)
+            closing = (shut[:, 3:5] * (t * t * (3.0 - 2.0 * t))).sum(dim=1, keepdim=True).clamp(0.0, 1.0)
+            albedo = albedo * (1.0 - closing) + shut[:, 0:3] * closing
         colour[skin] = albedo * torch.tensor(look.skin_gain, device=device) * shade[skin]
     eye = mat == MATERIAL_EYE
     if bool(eye.any()):
@@ -162,20 +164,26 @@ def _shade_face(
 # more closure it completes: a narrowed eye keeps its crease and upturned lashes, a shut one loses them
 _CLOSING_FROM, _CLOSING_SPAN = 0.65, 0.3
 
-_TEXTURES: dict[tuple[TextureStyle, str], torch.Tensor] = {}
+_TEXTURES: dict[tuple[TextureStyle, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
 
-def _texture(look: Appearance, device: torch.device) -> torch.Tensor:
-    """The painted skin for this appearance draw, painted once per draw: (1, 8, H, W) on the device,
-    channels open RGB, closed RGB, eye-region weights of eye 0 and eye 1 (see texture.PaintedSkin)."""
+def _texture(look: Appearance, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The painted skin for this appearance draw, painted once per draw, on the device: the open painting
+    (1, 3, H, W), and the shut one with each eye's region weight (1, 5, H, W: RGB, eye 0, eye 1), apart so
+    that frames with no eye shut sample only the first (see texture.PaintedSkin)."""
     key = (look.texture, str(device))
     if key not in _TEXTURES:
         if len(_TEXTURES) >= 4:  # one draw per photo or video: keep only the latest few
             _TEXTURES.pop(next(iter(_TEXTURES)))
         skin = paint_skin(template_rig().vertices, look.texture)
-        img = np.concatenate([skin.open, skin.closed, skin.eye_region], axis=2)
-        _TEXTURES[key] = torch.as_tensor(img, device=device).permute(2, 0, 1).unsqueeze(0).contiguous()
+        shut = np.concatenate([skin.closed, skin.eye_region], axis=2)
+        _TEXTURES[key] = (_on_device(skin.open, device), _on_device(shut, device))
     return _TEXTURES[key]
+
+
+def _on_device(img: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H, W, C) image as a contiguous (1, C, H, W) tensor for grid_sample."""
+    return torch.as_tensor(img, device=device).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def _lid_height(u: torch.Tensor, lid_u: np.ndarray, lid_v: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -208,8 +208,7 @@ def paint_skin(vertices: np.ndarray, style: TextureStyle) -> PaintedSkin:
         lid = np.concatenate([upper, crease[::-1]])
         shade *= 1.0 - 0.08 * _poly_mask(frame, [lid], 0.04 * width)
         # lower lid: a faint line and lower lashes
-        lower_line = 1.0 - 0.25 * _line_mask(frame, _resample(lower, 24), 0.025 * width, 0.012 * width)
-        shade *= lower_line
+        shade *= 1.0 - 0.25 * _line_mask(frame, _resample(lower, 24), 0.025 * width, 0.012 * width)
         # upper lashes: a dense dark band along the margin plus strokes curling up and out
         line = _resample(upper, 40)
         taper = np.sin(np.linspace(0.25, np.pi - 0.1, len(line))) ** 0.6
@@ -233,8 +232,8 @@ def paint_skin(vertices: np.ndarray, style: TextureStyle) -> PaintedSkin:
         hanging = _strokes(frame, hang_roots, hang_dirs, hang_len, 0.014 * width)
         _over(closed, LASH, style.lash_density * band)
         _over(closed, LASH, 0.9 * style.lash_density * _blur(hanging, 0.004 * width))
-    img *= shade[..., None]
-    closed *= shade_closed[..., None]
+    # what follows is the same on both paintings: painted once onto the pair (open, closed)
+    skins = np.stack([img * shade[..., None], closed * shade_closed[..., None]])
     # brows: hair strokes filling the brow region, denser in the middle, soft at the edges
     for brow in BROWS:
         top = v[list(brow[:5]), :2]
@@ -251,12 +250,10 @@ def paint_skin(vertices: np.ndarray, style: TextureStyle) -> PaintedSkin:
         dirs = np.stack([lateral * np.cos(ang), -np.sin(ang)], axis=1)
         hairs = _strokes(frame, roots, dirs, rng.uniform(0.25, 0.5, n), 0.035)
         alpha = style.brow_density * np.clip(_blur(hairs, 0.02) * 1.4, 0, 1) * np.clip(region * 1.3, 0, 1)
-        _over(img, BROW_HAIR, alpha)
-        _over(closed, BROW_HAIR, alpha)
+        _over(skins, BROW_HAIR, alpha)
     # lips and nostrils
     lips = _poly_mask(frame, [v[list(LIPS_OUTER), :2]], 0.06) - _poly_mask(frame, [v[list(LIPS_INNER), :2]])
-    _over(img, LIP, 0.85 * np.clip(lips, 0, 1))
-    _over(closed, LIP, 0.85 * np.clip(lips, 0, 1))
+    _over(skins, LIP, 0.85 * np.clip(lips, 0, 1))
     nostrils = np.zeros((h, w), np.float32)
     for cx in (-0.8, 0.8):
         c = frame.to_px(np.array([cx, 1.78]))
@@ -271,8 +268,6 @@ def paint_skin(vertices: np.ndarray, style: TextureStyle) -> PaintedSkin:
             -1,
             cv2.LINE_AA,
         )
-    _over(img, NOSTRIL, 0.8 * _blur(nostrils, 0.06))
-    _over(closed, NOSTRIL, 0.8 * _blur(nostrils, 0.06))
-    return PaintedSkin(
-        open=np.clip(img, 0.0, 1.0), closed=np.clip(closed, 0.0, 1.0), eye_region=eye_region, frame=frame
-    )
+    _over(skins, NOSTRIL, 0.8 * _blur(nostrils, 0.06))
+    skins = np.clip(skins, 0.0, 1.0)
+    return PaintedSkin(open=skins[0], closed=skins[1], eye_region=eye_region, frame=frame)
