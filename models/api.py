@@ -69,16 +69,18 @@ def mask_file(
     progress: Callable[[float], None] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_video_seconds: float = DEFAULT_MAX_DURATION_S,
+    model: DigitalMask | None = None,
 ) -> MaskResult:
     """Mask a photo or video file (type sniffed from content) into ``dst``.
 
     Photos keep their format where it can be written (PNG/TIFF -> PNG, WebP -> WebP, else JPEG) unless
     ``dst``'s suffix names one; videos become H.264 MP4. Raises MaskingError for input that cannot be
-    masked; nothing is left at ``dst`` then.
+    masked; nothing is left at ``dst`` then. ``model`` replaces the process's shared model (default),
+    e.g. one with a fixed appearance seed for paired evaluations (``tools/seeded_masker.py``).
     """
     with Path(src).open("rb") as fh:
         media_type = sniff(fh.read(SNIFF_BYTES))
-    model = get_model(device, batch_size)
+    model = model or get_model(device, batch_size)
     try:
         if media_type.kind is MediaKind.PHOTO:
             return _mask_photo(model, src, dst, output_format_for(media_type), max_pixels)

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import models.api as api  # noqa: E402
+from models.api import mask_file  # noqa: E402
 from models.pipeline import DigitalMask  # noqa: E402
 
 
@@ -36,17 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dst", type=Path)
     p.add_argument("--seed", type=int, default=1, help="run seed: the same for the runs being compared")
     args = p.parse_args(argv)
-    fixed = appearance_seed(args.seed, args.src)
-
-    def seeded_model(device: str = "cpu", batch_size: int = 8) -> DigitalMask:
-        return DigitalMask(device=device, batch_size=batch_size, appearance_seed=fixed)
-
-    shared = api.get_model
-    api.get_model = seeded_model  # type: ignore[assignment]  # mask_file's own path, one draw fixed
-    try:
-        api.mask_file(args.src, args.dst)
-    finally:
-        api.get_model = shared  # the process's shared model again (tests run in one process)
+    mask_file(args.src, args.dst, model=DigitalMask(appearance_seed=appearance_seed(args.seed, args.src)))
     return 0
 
 

@@ -1,14 +1,19 @@
 """The rendered eye shows what was measured: a closed eye shows no eyeball, an open one shows it in
-proportion to its aperture, and each eye follows its own numbers (a wink stays on its side)."""
+proportion to its aperture, and each eye follows its own numbers (a wink stays on its side). A shut eye
+looks shut: its lid is smooth skin with the lashes hanging from the closed lid line, not the open eye's
+crease and upturned lash fringe stretched over the eye (which readers took for an open eye)."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from models.avatar import MATERIAL_EYE, drive_eyes, posed_vertices, template_rig
+from models.avatar import MATERIAL_EYE, EyeDrive, drive_eyes, eye_plate_coords, posed_vertices, template_rig
+from models.compose import Appearance, PosedFace, render_faces
 from models.eyes import CLOSED_RESIDUAL, EyeState, calibrate_closure
 from models.render import rasterize
+from models.template import EYE_RING, LOWER_LID
+from models.texture import TextureStyle, paint_skin
 
 _SIZE = 400
 
@@ -26,18 +31,24 @@ def _state(aperture: tuple[float, float], iris_u: tuple[float, float] = (0.5, 0.
     )
 
 
+def _frontal(state: EyeState) -> tuple[torch.Tensor, EyeDrive]:
+    """The template posed frontally, filling the test image, with its eyes driven by ``state``."""
+    dt = torch.float64
+    drive = drive_eyes(state)
+    verts = posed_vertices(
+        torch.zeros(468, 3, dtype=dt),
+        drive,
+        torch.eye(3, dtype=dt),
+        torch.tensor(_SIZE / 20.0, dtype=dt),
+        torch.tensor([_SIZE / 2, _SIZE / 2, 50.0], dtype=dt),
+    )
+    return verts, drive
+
+
 def _visible_eyeball_pixels(state: EyeState) -> tuple[int, int]:
     """Pixels of each eye's eyeball (right, left) seen in a frontal render of the template."""
     rig = template_rig()
-    dt = torch.float64
-    scale = torch.tensor(_SIZE / 20.0, dtype=dt)
-    verts = posed_vertices(
-        torch.zeros(468, 3, dtype=dt),
-        drive_eyes(state),
-        torch.eye(3, dtype=dt),
-        scale,
-        torch.tensor([_SIZE / 2, _SIZE / 2, 50.0], dtype=dt),
-    )
+    verts, _ = _frontal(state)
     tris = torch.as_tensor(rig.triangles)
     frags = rasterize(verts.float(), tris, _SIZE, _SIZE)
     first = tris[frags.triangle, 0]
@@ -81,3 +92,59 @@ def test_calibration_keeps_an_open_eye_and_orders_apertures() -> None:
     assert half.aperture[0] < half.aperture[1] < 0.75
     # the lower lid keeps its measured place; the upper lid absorbs the correction
     assert np.allclose(half.lower, _state((0.4, 0.6)).lower)
+
+
+def _render(state: EyeState) -> tuple[np.ndarray, torch.Tensor]:
+    """A frontal render of the template (luminance 0..1) and its posed vertices."""
+    verts, drive = _frontal(state)
+    face = PosedFace(verts, eye_plate_coords(drive))
+    rgb = render_faces([face], _SIZE, _SIZE, torch.device("cpu"), Appearance())
+    return rgb.astype(np.float64).mean(axis=2) / 255.0, verts
+
+
+def _dark_pixels(lum: np.ndarray, verts: torch.Tensor, eye: int, above: bool) -> int:
+    """Lash-dark pixels in a band above (or below) the eye's lower lid line, between its corners."""
+    ring = verts[list(EYE_RING[eye]), :2].numpy()
+    x0, x1 = int(ring[:, 0].min()), int(ring[:, 0].max())
+    width = x1 - x0
+    line = int(round(float(verts[list(LOWER_LID[eye]), 1].mean())))
+    if above:
+        rows = slice(line - int(0.35 * width), line - int(0.05 * width))
+    else:
+        rows = slice(line, line + int(0.2 * width))
+    return int((lum[rows, x0:x1] < 0.25).sum())
+
+
+def test_a_shut_eye_shows_no_upturned_lash_fringe_above_its_lid_line() -> None:
+    opened, v_open = _render(_state((0.9, 0.9)))
+    shut, v_shut = _render(_state((0.0, 0.0)))
+    for eye in (0, 1):
+        fringe = _dark_pixels(opened, v_open, eye, above=True)  # an open eye's lashes curl up
+        assert fringe > 100
+        assert _dark_pixels(shut, v_shut, eye, above=True) < 0.15 * fringe
+
+
+def test_a_shut_eye_shows_its_lashes_hanging_below_the_lid_line() -> None:
+    opened, v_open = _render(_state((0.9, 0.9)))
+    shut, v_shut = _render(_state((0.0, 0.0)))
+    for eye in (0, 1):
+        hanging = _dark_pixels(shut, v_shut, eye, above=False)
+        assert hanging > 3 * max(_dark_pixels(opened, v_open, eye, above=False), 10)
+
+
+def test_a_wink_changes_the_painting_of_the_winking_eye_only() -> None:
+    both_open, verts = _render(_state((0.9, 0.9)))
+    wink, _ = _render(_state((0.0, 0.9)))
+    ring = verts[list(EYE_RING[1]), :2].numpy()
+    half = 0.6 * float(np.ptp(ring[:, 0]))
+    (x0, y0), (x1, y1) = ring.min(axis=0) - half, ring.max(axis=0) + half
+    other = (slice(int(y0), int(y1)), slice(int(x0), int(x1)))
+    assert np.abs(wink[other] - both_open[other]).max() <= 2 / 255  # rounding only
+
+
+def test_the_closed_painting_differs_from_the_open_one_only_around_the_eyes() -> None:
+    skin = paint_skin(template_rig().vertices, TextureStyle())
+    outside = skin.eye_region.sum(axis=2) < 1e-4
+    assert outside.mean() > 0.5
+    assert np.array_equal(skin.open[outside], skin.closed[outside])
+    assert np.abs(skin.open - skin.closed).max() > 0.3  # around the eyes they do differ
