@@ -3,7 +3,10 @@
 Why: the eye metrics and the mask must carry ptosis, squint, nystagmus and winks; a real clip with a
 sign of known size, compared with the same clip untouched, tests that without a patient who has it
 (the subject's own anatomy cancels in the difference). Sizes are in mm, turned into pixels with the
-iris diameter (11.7 mm) measured by our own perception on the clip.
+iris diameter (11.7 mm) measured by our own perception on the clip. The lids are placed by the iris
+network's eyelid contour, as the model places them (the mesh's coarser eye ring sits up to a crease
+above the margin). A wink is the subject's own shut eye from elsewhere in the video laid over the open
+one; a ptosis lowers the lid margin over an eye that stays put; a squint moves the iris disc.
 
 This reads real pixels: it is a test/evaluation tool and must never be imported by models/ or services/.
 
@@ -28,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from models.media import VideoWriter, iter_frames, probe_video  # noqa: E402
 from models.perception import FacePerception  # noqa: E402
+from models.tracking import refine  # noqa: E402
 
 IRIS_MM = 11.7
 EYEBALL_RADIUS_MM = 12.0
@@ -68,11 +72,13 @@ def measure(
             roi = perception.roi_from_detection(dets[0])
         face = perception.landmarks(frame, [[roi]])[0][0]
         roi = perception.roi_from_mesh(face.mesh) if face.presence > 0.5 else None
-        mesh = face.mesh[:, :2].astype(np.float64)
+        # the lids as the model sees them: the iris network's eyelid contour, not the coarser mesh ring
+        # (which sits up to a crease above a closing lid's margin)
+        mesh = refine(face).points[:, :2].astype(np.float64)
         eyes = []
         for e in (0, 1):
             iris = face.iris[e, :, :2].astype(np.float64)
-            radius = 0.25 * (np.linalg.norm(iris[1] - iris[3]) + np.linalg.norm(iris[2] - iris[4]))
+            radius = 0.25 * float(np.linalg.norm(iris[1] - iris[3]) + np.linalg.norm(iris[2] - iris[4]))
             eyes.append(
                 EyeGeometry(
                     _curve(mesh[UPPER_LID[e]]),
@@ -99,12 +105,13 @@ def _smoothstep(t: np.ndarray) -> np.ndarray:
     return t * t * (3 - 2 * t)
 
 
-def lower_upper_lid(frame: np.ndarray, eye: EyeGeometry, drop_px: float | None) -> np.ndarray:
-    """The upper lid warped down by ``drop_px`` at the iris (None: down to the lower lid, a closed eye).
+def lower_upper_lid(frame: np.ndarray, eye: EyeGeometry, drop_px: float) -> np.ndarray:
+    """The upper lid margin lowered by ``drop_px`` over the eye, as a ptosis lowers it.
 
-    A smooth vertical displacement field (cv2.remap) confined between the brow and the lower lid
-    margin: full drop from the lid margin down, fading to 0 at the brow and within 2 px below the
-    lower lid, tapered to 0 beyond the eye corners. The lower lid does not move."""
+    The lid skin slides down (a displacement fading from the full drop at the margin to 0 at the brow),
+    and the lowered margin covers the top of the eye like an edge: the iris and sclera below it stay
+    where they are, so the margin-to-pupil distance (MRD1) shrinks by the drop. The drop is capped by
+    the aperture and tapered to 0 beyond the eye corners."""
     h, w = frame.shape[:2]
     x0, x1 = eye.upper[0, 0], eye.upper[-1, 0]
     width = x1 - x0
@@ -114,16 +121,15 @@ def lower_upper_lid(frame: np.ndarray, eye: EyeGeometry, drop_px: float | None) 
     up = np.interp(cx, eye.upper[:, 0], eye.upper[:, 1])
     lo = np.interp(cx, eye.lower[:, 0], eye.lower[:, 1])
     brow = np.interp(cx, eye.brow[:, 0], eye.brow[:, 1])
-    aperture = np.maximum(lo - up, 0.0)
-    drop = aperture.copy() if drop_px is None else np.minimum(drop_px, aperture)
+    drop = np.minimum(drop_px, np.maximum(lo - up, 0.0))
     outside = np.maximum(x0 - xs, xs - x1).clip(min=0)
     drop = drop * (1 - _smoothstep(outside / taper))
     y_top = int(max(0, brow.min()))
-    y_bot = int(min(h, lo.max() + 4))
+    y_bot = int(min(h, lo.max() + 2))
     ys = np.arange(y_top, y_bot)[:, None].astype(np.float64)
     above = _smoothstep((ys - brow[None]) / np.maximum(up - brow, 1.0)[None])  # 0 at brow, 1 at margin
-    below = 1 - _smoothstep((ys - lo[None]) / 2.0)  # 1 down to the lower lid, 0 two px below
-    weight = np.where(ys < up[None], above, below)
+    covered = np.clip(up[None] + drop[None] - ys + 0.5, 0.0, 1.0)  # 1 above the new margin, 0 below
+    weight = np.where(ys < up[None], above, covered)
     disp = (weight * drop[None]).astype(np.float32)
     gx, gy = np.meshgrid(xs.astype(np.float32), ys[:, 0].astype(np.float32))
     region = frame[y_top:y_bot, xs[0] : xs[-1] + 1]
@@ -142,21 +148,30 @@ def _opening_mask(shape: tuple[int, ...], eye: EyeGeometry) -> np.ndarray:
 
 def shift_iris(frame: np.ndarray, eye: EyeGeometry, dx_px: float) -> np.ndarray:
     """The iris disc moved ``dx_px`` horizontally (+ = image right = the subject's left in a frontal
-    view), the uncovered part filled with this eye's sclera colour, all clipped to the lid opening."""
+    view), the uncovered part filled with this eye's sclera colour, all clipped to the lid opening.
+
+    The erased disc is wider than the moved one (1.3 against 1.05 iris radii): the dark limbal ring
+    lies just outside the network's iris boundary, and a ring left behind reads as a second iris. The
+    sclera colour is sampled beside the iris at its centre's height, the only place the opening is
+    surely sclera (near the lids it is lid margin, lashes and shadow); its brighter half, as the pink
+    caruncle at the inner corner is darker."""
     opening = _opening_mask(frame.shape, eye)
     h, w = frame.shape[:2]
     yy, xx = np.mgrid[0:h, 0:w]
     r = eye.iris_radius * 1.05
-    old_disc = (xx - eye.iris_centre[0]) ** 2 + (yy - eye.iris_centre[1]) ** 2 <= r * r
-    sclera = opening & ~old_disc
+    d2_old = (xx - eye.iris_centre[0]) ** 2 + (yy - eye.iris_centre[1]) ** 2
+    erase = d2_old <= (1.3 * eye.iris_radius) ** 2
+    beside = (np.abs(yy - eye.iris_centre[1]) <= 0.4 * eye.iris_radius) & (
+        d2_old <= (2.5 * eye.iris_radius) ** 2
+    )
+    sclera = opening & ~erase & beside
     if sclera.sum() < 5:
         return frame.copy()
     pixels = frame[sclera].astype(np.float64)
-    bright = pixels[pixels.sum(1) >= np.percentile(pixels.sum(1), 50)]
-    colour = np.median(bright, axis=0)
+    colour = np.median(pixels[pixels.sum(1) >= np.median(pixels.sum(1))], axis=0)  # the caruncle is darker
     out = frame.copy()
-    out[opening & old_disc] = colour.astype(np.uint8)
-    m = np.float32([[1, 0, dx_px], [0, 1, 0]])
+    out[opening & erase] = colour.astype(np.uint8)
+    m = np.array([[1, 0, dx_px], [0, 1, 0]], np.float32)
     moved = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     new_disc = (xx - eye.iris_centre[0] - dx_px) ** 2 + (yy - eye.iris_centre[1]) ** 2 <= r * r
     paste = opening & new_disc
@@ -202,12 +217,83 @@ def nystagmus(
     return out
 
 
+def _lid_gap(geo: EyeGeometry) -> float:
+    """Lid aperture at the iris, in pixels (0 = shut)."""
+    x = geo.iris_centre[0]
+    return float(
+        np.interp(x, geo.lower[:, 0], geo.lower[:, 1]) - np.interp(x, geo.upper[:, 0], geo.upper[:, 1])
+    )
+
+
+SHUT_GAP = 0.1  # lid gap per eye width at or below which a donor eye counts as shut (livep_d18 f95: 0.07)
+
+
+def closed_eye_donor(
+    frames: list[np.ndarray], eye: int, perception: FacePerception
+) -> tuple[np.ndarray, EyeGeometry]:
+    """The frame in which this subject's ``eye`` is most closed (relative to the eye's width, which a
+    blink leaves alone), and that eye's geometry there. ValueError if it is never shut: a wink made
+    from a half-closed eye would claim a closure that is not there."""
+    found = [(i, g[eye]) for i, g in enumerate(measure(frames, perception)) if g is not None]
+    if not found:
+        raise ValueError("no face found in the donor frames")
+
+    def gap(geo: EyeGeometry) -> float:
+        return _lid_gap(geo) / float(geo.upper[-1, 0] - geo.upper[0, 0])
+
+    i, geo = min(found, key=lambda ig: gap(ig[1]))
+    if gap(geo) > SHUT_GAP:
+        raise ValueError(f"the eye is never shut in these frames (narrowest: {gap(geo):.2f} eye widths)")
+    return frames[i], geo
+
+
+def transplant_eye(
+    frame: np.ndarray, eye: EyeGeometry, donor: np.ndarray, donor_eye: EyeGeometry
+) -> np.ndarray:
+    """The donor frame's eye region (the same subject, eye shut) laid over ``frame``'s eye.
+
+    Aligned by a similarity transform on the two eye corners, which a blink does not move; blended
+    under a soft ellipse from below the lower lid to below the brow, with the donor's colour matched to
+    the frame's on the skin ring around the eye (exposure drifts across a video)."""
+    src = np.array([donor_eye.upper[0], donor_eye.upper[-1]], np.float32)
+    dst = np.array([eye.upper[0], eye.upper[-1]], np.float32)
+    m, _ = cv2.estimateAffinePartial2D(src, dst)
+    h, w = frame.shape[:2]
+    warped = cv2.warpAffine(donor, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    width = float(np.linalg.norm(dst[1] - dst[0]))
+    centre = tuple(int(round(c)) for c in 0.5 * (dst[0] + dst[1]))
+    angle = math.degrees(math.atan2(float(dst[1, 1] - dst[0, 1]), float(dst[1, 0] - dst[0, 0])))
+
+    def ellipse(scale: float) -> np.ndarray:
+        mask = np.zeros((h, w), np.float32)
+        axes = (int(0.8 * width * scale), int(0.42 * width * scale))
+        cv2.ellipse(mask, centre, axes, angle, 0, 360, 1.0, -1, cv2.LINE_AA)
+        return mask
+
+    inner = cv2.GaussianBlur(ellipse(1.0), (0, 0), 0.08 * width)
+    ring = (ellipse(1.3) > 0) & (ellipse(1.0) == 0)
+    gain = frame[ring].astype(np.float64).mean(0) / np.maximum(warped[ring].astype(np.float64).mean(0), 1.0)
+    matched = np.clip(warped.astype(np.float64) * gain, 0, 255)
+    out = frame.astype(np.float64) * (1 - inner[..., None]) + matched * inner[..., None]
+    return np.round(out).astype(np.uint8)
+
+
 def wink(
-    frames: list[np.ndarray], eye: str, start: int, n: int, perception: FacePerception
+    frames: list[np.ndarray],
+    eye: str,
+    start: int,
+    n: int,
+    perception: FacePerception,
+    donors: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
+    """One eye shut for ``n`` frames from ``start``: the subject's own shut eye (the most closed frame of
+    ``donors``, by default the clip itself) laid over that eye. Warping the open lid down cannot make a
+    shut eye: the lid skin that covers a shut eye is folded away under the crease of an open one."""
+    e = EYES[eye]
     geo = measure(frames, perception)
+    donor, donor_eye = closed_eye_donor(donors if donors is not None else frames, e, perception)
     return [
-        lower_upper_lid(f, g[EYES[eye]], None) if g is not None and start <= t < start + n else f
+        transplant_eye(f, g[e], donor, donor_eye) if g is not None and start <= t < start + n else f
         for t, (f, g) in enumerate(zip(frames, geo, strict=True))
     ]
 
@@ -223,8 +309,10 @@ def read_clip(path: Path, max_frames: int | None = None) -> tuple[list[np.ndarra
 
 
 def write_clip(path: Path, frames: list[np.ndarray], fps: float) -> None:
+    """Lossless (crf 0): a lossy x264 encode differs by a few levels from run to run when the machine
+    is busy (its threads), and a phantom must be the same clip every time it is made."""
     h, w = frames[0].shape[:2]
-    with VideoWriter(path, fps, w, h, crf=10) as writer:
+    with VideoWriter(path, fps, w, h, crf=0) as writer:
         for f in frames:
             writer.write(f)
 
@@ -260,6 +348,7 @@ def make(
     start: int = 30,
     n: int = 6,
     perception: FacePerception | None = None,
+    donors: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """One sign added to ``frames`` ("none": the frames unchanged, the comparison clip)."""
     p = perception or FacePerception("cpu")
@@ -270,7 +359,7 @@ def make(
     if sign == "nystagmus":
         return nystagmus(frames, eye, hz, deg, fps, p)
     if sign == "wink":
-        return wink(frames, eye, start, n, p)
+        return wink(frames, eye, start, n, p, donors)
     if sign == "none":
         return list(frames)
     raise ValueError(f"unknown sign {sign!r}")
