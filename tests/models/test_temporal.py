@@ -45,6 +45,17 @@ def test_nystagmus_like_oscillation_is_found_with_its_frequency() -> None:
     assert found is not None and abs(found["frequency_hz"] - 3.5) < 0.2
 
 
+def test_nystagmus_is_found_through_the_patients_own_gaze_shifts() -> None:
+    """Looking around (fixations joined by saccades of several mm) must not hide a small nystagmus."""
+    fps = 25.0
+    t = np.arange(int(fps * 8)) / fps
+    fixations = np.repeat(np.random.default_rng(10).uniform(-4, 4, 10), len(t) // 10 + 1)[: len(t)]
+    signal = fixations + 0.6 * np.sin(2 * np.pi * 3.0 * t)
+    found = dominant_oscillation(median3(signal), fps)
+    assert found is not None and abs(found["frequency_hz"] - 3.0) < 0.2, found
+    assert abs(found["amplitude_mm"] - 0.6) < 0.15, found
+
+
 def test_steady_gaze_reports_no_oscillation() -> None:
     rng = np.random.default_rng(1)
     assert dominant_oscillation(0.05 * rng.standard_normal(240), 30.0) is None
