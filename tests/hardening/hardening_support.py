@@ -219,13 +219,19 @@ def assert_accounted(stack: Stack, s3: Any, job_ids: list[str] | None = None) ->
 # --- worker processes -----------------------------------------------------------------------------
 
 
-def pool_children(worker: Proc) -> list[int]:
+def pool_children(worker: Proc, wait_s: float = 0.0) -> list[int]:
+    """The worker's pool processes; with ``wait_s``, waits that long for at least one, as the pool
+    replaces a child that died only after a moment (longer on a busy machine)."""
     pid = worker.popen.pid
-    out: list[int] = []
-    for task in os.listdir(f"/proc/{pid}/task"):
-        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as fh:
-            out.extend(int(p) for p in fh.read().split())
-    return out
+    deadline = time.monotonic() + wait_s
+    while True:
+        out: list[int] = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as fh:
+                out.extend(int(p) for p in fh.read().split())
+        if out or time.monotonic() >= deadline:
+            return out
+        time.sleep(0.2)
 
 
 def fault_env(stack: Stack, **faults: str) -> None:

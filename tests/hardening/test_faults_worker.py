@@ -186,6 +186,6 @@ def test_poison_job_is_dead_lettered_and_does_not_block_the_queue(
     assert job["status"] == "failed"
     assert job["failure_reason"].startswith("dead-lettered"), job
     assert job["deliveries"] == 2 and job["artifact_id"] is None
-    assert worker.alive() and pool_children(worker)
+    assert worker.alive() and pool_children(worker, wait_s=30)
     wait_settled(stack)
     assert_accounted(stack, weed.client(), [poison, *others])
