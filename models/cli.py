@@ -1,9 +1,16 @@
-"""``dmask mask``: mask photos, videos and DICOM files (or a folder of them) from the command line."""
+"""``python -m models``: mask photos and videos (or a folder of them) from the command line.
+
+The product's ``dmask mask`` is this command with DICOM added (``workers/mask_cli.py``): a DICOM
+file's header is de-identified with the deployment's keys, which belong to the service, and models/
+imports nothing from services/ or workers/. So DICOM arrives here only through a ``dicom`` masker
+passed in by that command; without one a DICOM file is refused with the reason.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,43 +32,33 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--record-id",
         default="local",
-        help="DICOM only: the record the file belongs to; the output Patient ID is its keyed pseudonym",
+        help="DICOM only (dmask mask): the record the file belongs to; the output Patient ID is its keyed"
+        " pseudonym",
     )
     return p
 
 
-def _mask_dicom(src: Path, dst: Path, device: str, batch: int, record_id: str) -> dict[str, Any]:
-    """DICOM in, DICOM out: the DICOM path masks every frame with the same model and de-identifies the
-    header (PS3.15 Basic Profile). Keys come from the service settings (DMASK_HMAC_KEY)."""
-    from models.api import MaskingError, get_model
-    from services.settings import get_settings
-    from workers.dicom import DeidKeys, DeidOptions, DicomError, HmacUidMapper, mask_dicom
-
-    model = get_model(device, batch)
-    key = get_settings().hmac_key.get_secret_value().encode()
-    try:
-        mask_dicom(
-            src,
-            dst,
-            mask_frames=model.mask_frames,
-            options=DeidOptions(),
-            keys=DeidKeys.derive(key, record_id),
-            uid_map=HmacUidMapper(key),
-            frames_synthetic=True,  # the mask renders whole frames from numbers: no input pixel survives
-        )
-    except DicomError as exc:
-        raise MaskingError(str(exc)) from exc
-    return model.last_metrics or {}
+DicomMasker = Callable[[Path, Path, argparse.Namespace], dict[str, Any]]
+"""Masks one DICOM file (source, destination, the parsed arguments) and returns its eye metrics."""
 
 
-def _mask_one(src: Path, dst: Path, metrics: Path | None, args: argparse.Namespace, bar: tqdm | None) -> None:
-    from models.api import mask_file
+def _mask_one(
+    src: Path,
+    dst: Path,
+    metrics: Path | None,
+    args: argparse.Namespace,
+    bar: tqdm | None,
+    dicom: DicomMasker | None,
+) -> None:
+    from models.api import MaskingError, mask_file
     from models.report import write_all
 
     with src.open("rb") as fh:
         kind = sniff(fh.read(SNIFF_BYTES)).kind
     if kind is MediaKind.DICOM:
-        result_metrics = _mask_dicom(src, dst, args.device, args.batch, args.record_id)
+        if dicom is None:
+            raise MaskingError("a DICOM file is masked by `dmask mask`, which also de-identifies its header")
+        result_metrics = dicom(src, dst, args)
     else:
 
         def progress(x: float) -> None:
@@ -75,7 +72,8 @@ def _mask_one(src: Path, dst: Path, metrics: Path | None, args: argparse.Namespa
         write_all(result_metrics, metrics)
 
 
-def mask_command(argv: list[str] | None = None) -> int:
+def mask_command(argv: list[str] | None = None, dicom: DicomMasker | None = None) -> int:
+    """Mask a file or a folder; ``dicom`` masks DICOM files (``workers.mask_cli`` passes one)."""
     args = _parser().parse_args(argv)
     from models.api import MaskingError
 
@@ -90,7 +88,7 @@ def mask_command(argv: list[str] | None = None) -> int:
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 metrics = (args.metrics / rel).with_suffix(".json") if args.metrics else None
                 try:
-                    _mask_one(src, dst, metrics, args, bar)
+                    _mask_one(src, dst, metrics, args, bar, dicom)
                 except MaskingError as exc:
                     failures += 1
                     tqdm.write(f"{rel}: not masked: {exc.reason}", file=sys.stderr)
@@ -98,7 +96,7 @@ def mask_command(argv: list[str] | None = None) -> int:
         return 1 if failures else 0
     try:
         args.output.parent.mkdir(parents=True, exist_ok=True)
-        _mask_one(args.input, args.output, args.metrics, args, None)
+        _mask_one(args.input, args.output, args.metrics, args, None, dicom)
     except MaskingError as exc:
         print(f"dmask mask: not masked: {exc.reason}", file=sys.stderr)
         return 1

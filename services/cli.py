@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from services.settings import Settings, get_settings
 
 DELEGATED = {
-    "mask": ("models.cli", "mask_command"),
+    "mask": ("workers.mask_cli", "mask_command"),
     "landmarks": ("models.perception.draw_cli", "landmarks_command"),
 }
 

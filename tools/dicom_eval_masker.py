@@ -24,9 +24,9 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.cli import mask_command  # noqa: E402
 from models.media import read_photo, write_photo  # noqa: E402
 from workers.dicom import iter_rgb_frames, pixel_info, read_dicom  # noqa: E402
+from workers.mask_cli import mask_command  # noqa: E402
 
 VL_PHOTOGRAPHIC_IMAGE = "1.2.840.10008.5.1.4.1.1.77.1.4"
 

@@ -56,3 +56,24 @@ def test_a_folder_is_masked_and_a_faceless_file_is_reported_not_passed_through(
     assert "masked 2 of 3 files" in proc.stderr and "wall.png: not masked" in proc.stderr
     assert (tmp_path / "out/a.jpg").exists() and (tmp_path / "out/sub/b.jpg").exists()
     assert not (tmp_path / "out/wall.png").exists()
+
+
+def test_the_model_cli_refuses_dicom_with_the_reason_and_writes_nothing(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """DICOM headers are de-identified with the deployment's keys, which only `dmask mask` has."""
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "models",
+            str(shared_data / "dicom/ot_pal8_face.dcm"),
+            "-o",
+            str(tmp_path / "o.dcm"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 1 and "dmask mask" in proc.stderr
+    assert not (tmp_path / "o.dcm").exists()

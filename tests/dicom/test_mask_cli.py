@@ -1,0 +1,25 @@
+"""`dmask mask` takes a DICOM file in and gives a masked, de-identified DICOM file out, keyed by the
+deployment's HMAC key and the record it belongs to."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pydicom
+from dicom_helpers import shared
+
+from workers.mask_cli import mask_command
+
+
+def test_a_dicom_photo_is_masked_and_de_identified_from_the_command_line(tmp_path: Path) -> None:
+    src = shared("dicom", "ot_pal8_face.dcm")
+    out = tmp_path / "masked.dcm"
+    rc = mask_command(
+        [str(src), "-o", str(out), "--record-id", "MRN-CLI-1", "--metrics", str(tmp_path / "m.json")]
+    )
+    assert rc == 0
+    before, after = pydicom.dcmread(src), pydicom.dcmread(out)
+    assert after.PatientIdentityRemoved == "YES"
+    assert after.PatientID != before.get("PatientID") and after.SOPInstanceUID != before.SOPInstanceUID
+    assert (after.Rows, after.Columns) == (before.Rows, before.Columns)
+    assert (tmp_path / "m.json").exists()
