@@ -22,6 +22,7 @@ from typing import Any
 
 from celery import Celery, bootsteps, signals
 
+from services.jobs.broker import broker_conf
 from services.retention.schedule import BEAT_SCHEDULE  # imports no Celery app: no cycle
 from services.settings import Settings, get_settings
 from services.webhooks.dispatch import beat_schedule as webhook_beat_schedule  # no Celery app: no cycle
@@ -33,26 +34,14 @@ log = logging.getLogger("dmask.worker")
 def make_celery(settings: Settings) -> Celery:
     tasks = ["workers.tasks", "workers.retention", "workers.webhooks"]
     app = Celery("dmask", broker=settings.broker_url or "memory://", include=tasks)
+    app.conf.update(broker_conf(settings))  # what the API's sending app shares (services.jobs.broker)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_default_queue=settings.queue_name,
-        task_ignore_result=True,
-        task_serializer="json",
-        accept_content=["json"],
-        broker_transport_options={
-            "visibility_timeout": settings.visibility_timeout_s,
-            "socket_timeout": 10,
-            "socket_connect_timeout": 5,
-        },
-        broker_connection_timeout=5,
-        broker_connection_retry_on_startup=True,
-        broker_connection_max_retries=None,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
         worker_enable_remote_control=False,
-        task_send_sent_event=False,
         worker_concurrency=settings.worker_concurrency,
         worker_max_tasks_per_child=None,
         # retention: artifacts and originals past their policy, legal holds kept; webhook sweep

@@ -10,6 +10,7 @@ import logging
 import threading
 from typing import Protocol
 
+from services.jobs.broker import sending_app
 from services.settings import Settings
 
 log = logging.getLogger("dmask.dispatch")
@@ -45,11 +46,11 @@ class LocalDispatcher:
 
 
 class CeleryDispatcher:
-    def __init__(self, settings: Settings) -> None:
-        from workers.celery_app import make_celery
+    """Sends job ids to the workers through the broker, by task name (the API imports no worker code)."""
 
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.app = make_celery(settings)
+        self.app = sending_app(settings)
 
     def enqueue(self, job_ids: list[str], countdown: float | None = None, *, front: bool = False) -> int:
         sent = 0
