@@ -230,34 +230,40 @@ SHUT_GAP = 0.1  # lid gap per eye width at or below which a donor eye counts as 
 
 def closed_eye_donor(
     frames: list[np.ndarray], eye: int, perception: FacePerception
-) -> tuple[np.ndarray, EyeGeometry]:
+) -> tuple[np.ndarray, tuple[EyeGeometry, EyeGeometry]]:
     """The frame in which this subject's ``eye`` is most closed (relative to the eye's width, which a
-    blink leaves alone), and that eye's geometry there. ValueError if it is never shut: a wink made
+    blink leaves alone), and both eyes' geometry there. ValueError if it is never shut: a wink made
     from a half-closed eye would claim a closure that is not there."""
-    found = [(i, g[eye]) for i, g in enumerate(measure(frames, perception)) if g is not None]
+    found = [(i, g) for i, g in enumerate(measure(frames, perception)) if g is not None]
     if not found:
         raise ValueError("no face found in the donor frames")
 
     def gap(geo: EyeGeometry) -> float:
         return _lid_gap(geo) / float(geo.upper[-1, 0] - geo.upper[0, 0])
 
-    i, geo = min(found, key=lambda ig: gap(ig[1]))
-    if gap(geo) > SHUT_GAP:
-        raise ValueError(f"the eye is never shut in these frames (narrowest: {gap(geo):.2f} eye widths)")
-    return frames[i], geo
+    i, pair = min(found, key=lambda ig: gap(ig[1][eye]))
+    if gap(pair[eye]) > SHUT_GAP:
+        narrowest = gap(pair[eye])
+        raise ValueError(f"the eye is never shut in these frames (narrowest: {narrowest:.2f} eye widths)")
+    return frames[i], pair
+
+
+def _brows(pair: tuple[EyeGeometry, EyeGeometry]) -> np.ndarray:
+    return np.concatenate([pair[0].brow, pair[1].brow]).astype(np.float32)
 
 
 def transplant_eye(
-    frame: np.ndarray, eye: EyeGeometry, donor: np.ndarray, donor_eye: EyeGeometry
+    frame: np.ndarray, eye: EyeGeometry, anchors: np.ndarray, donor: np.ndarray, donor_anchors: np.ndarray
 ) -> np.ndarray:
     """The donor frame's eye region (the same subject, eye shut) laid over ``frame``'s eye.
 
-    Aligned by a similarity transform on the two eye corners, which a blink does not move; blended
-    under a soft ellipse from below the lower lid to below the brow, with the donor's colour matched to
-    the frame's on the skin ring around the eye (exposure drifts across a video)."""
-    src = np.array([donor_eye.upper[0], donor_eye.upper[-1]], np.float32)
+    Aligned by a similarity transform fitted to ``anchors`` (both brows), which a blink does not move.
+    Not to the eye corners: on a shut eye the network puts the outer corner a few pixels off (on
+    ``livep_d18`` 7 px low), and a donor eye tilted by that read as half open. Blended under a soft
+    ellipse from below the lower lid to below the brow, with the donor's colour matched to the frame's
+    on the skin ring around the eye (exposure drifts across a video)."""
+    m, _ = cv2.estimateAffinePartial2D(donor_anchors, anchors, method=cv2.LMEDS)
     dst = np.array([eye.upper[0], eye.upper[-1]], np.float32)
-    m, _ = cv2.estimateAffinePartial2D(src, dst)
     h, w = frame.shape[:2]
     warped = cv2.warpAffine(donor, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     width = float(np.linalg.norm(dst[1] - dst[0]))
@@ -291,9 +297,11 @@ def wink(
     shut eye: the lid skin that covers a shut eye is folded away under the crease of an open one."""
     e = EYES[eye]
     geo = measure(frames, perception)
-    donor, donor_eye = closed_eye_donor(donors if donors is not None else frames, e, perception)
+    donor, donor_pair = closed_eye_donor(donors if donors is not None else frames, e, perception)
     return [
-        transplant_eye(f, g[e], donor, donor_eye) if g is not None and start <= t < start + n else f
+        transplant_eye(f, g[e], _brows(g), donor, _brows(donor_pair))
+        if g is not None and start <= t < start + n
+        else f
         for t, (f, g) in enumerate(zip(frames, geo, strict=True))
     ]
 
