@@ -1,9 +1,10 @@
 """``dmask mask``: the model's command line (``models.cli``) with DICOM in, DICOM out.
 
 Why here and not in models/: a DICOM file is masked frame by frame by the model, but its header is
-de-identified (PS3.15 Basic Profile) with the deployment's keys (DMASK_HMAC_KEY), exactly as the
-worker does it (``workers.dicom.mask_dicom``); those keys and that profile belong to the product, and
-models/ imports nothing from services/ or workers/.
+de-identified (PS3.15 Basic Profile) with the deployment's keys (DMASK_HMAC_KEY), with the same
+pseudonym, date-shift and UID keys as the worker (``workers.runner.mask_dicom``), so one study masked
+either way gets the same identifiers; those keys and that profile belong to the product, and models/
+imports nothing from services/ or workers/.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ def mask_dicom_file(src: Path, dst: Path, args: argparse.Namespace) -> dict[str,
     from models.api import MaskingError, get_model
     from services.settings import get_settings
     from workers.dicom import DeidKeys, DeidOptions, DicomError, HmacUidMapper, mask_dicom
+    from workers.dicom.uids import service_uid_key
 
     model = get_model(args.device, args.batch)
     key = get_settings().hmac_key.get_secret_value().encode()
@@ -30,7 +32,7 @@ def mask_dicom_file(src: Path, dst: Path, args: argparse.Namespace) -> dict[str,
             mask_frames=model.mask_frames,
             options=DeidOptions(),
             keys=DeidKeys.derive(key, args.record_id),
-            uid_map=HmacUidMapper(key),
+            uid_map=HmacUidMapper(service_uid_key(key)),
             frames_synthetic=True,  # the mask renders whole frames from numbers: no input pixel survives
         )
     except DicomError as exc:

@@ -8,6 +8,8 @@ from pathlib import Path
 import pydicom
 from dicom_helpers import shared
 
+from services.settings import get_settings
+from workers.dicom.uids import keyed_uid, service_uid_key
 from workers.mask_cli import mask_command
 
 
@@ -23,3 +25,14 @@ def test_a_dicom_photo_is_masked_and_de_identified_from_the_command_line(tmp_pat
     assert after.PatientID != before.get("PatientID") and after.SOPInstanceUID != before.SOPInstanceUID
     assert (after.Rows, after.Columns) == (before.Rows, before.Columns)
     assert (tmp_path / "m.json").exists()
+
+
+def test_the_command_line_maps_uids_as_the_service_does(tmp_path: Path) -> None:
+    """One study masked through the API and through `dmask mask` must get the same UIDs."""
+    src = shared("dicom", "ot_pal8_face.dcm")
+    out = tmp_path / "masked.dcm"
+    assert mask_command([str(src), "-o", str(out), "--record-id", "MRN-CLI-2"]) == 0
+    key = service_uid_key(get_settings().hmac_key.get_secret_value().encode("utf-8"))
+    before, after = pydicom.dcmread(src, force=True), pydicom.dcmread(out)
+    assert after.SOPInstanceUID == keyed_uid(key, before.SOPInstanceUID)
+    assert after.StudyInstanceUID == keyed_uid(key, before.StudyInstanceUID)
