@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -32,6 +30,7 @@ sys.path.insert(0, str(REPO / "tools"))
 import phantoms  # noqa: E402
 
 from models.api import mask_file  # noqa: E402
+from models.eyes import rotation_deg  # noqa: E402
 from models.perception import FacePerception  # noqa: E402
 from models.pipeline import DigitalMask  # noqa: E402
 
@@ -45,8 +44,7 @@ SIGNS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def _med(rows: list[Any], eye: int) -> float:
-    return float(np.nanmedian([np.nan if r is None or r[eye] is None else r[eye] for r in rows]))
+_med = phantoms.median_per_eye
 
 
 def _dlib(rows: list[Any], key: str, eye: int) -> float:
@@ -58,25 +56,15 @@ def _within(got: list[float], want: list[float], tol: float) -> bool:
 
 
 def _deg(mm: float) -> float:
-    return math.degrees(math.asin(max(-1.0, min(1.0, mm / phantoms.EYEBALL_RADIUS_MM))))
-
-
-def _eval_python() -> str:
-    for c in (os.environ.get("DMASK_MASKEVAL_PYTHON", ""), str(REPO / ".venv-eval" / "bin" / "python")):
-        if c and Path(c).is_file():
-            return c
-    raise SystemExit("maskeval venv not found (DMASK_MASKEVAL_PYTHON)")
+    return float(rotation_deg(np.asarray(mm)))
 
 
 def _read(video: Path) -> list[Any]:
     """The eval tool's dlib reading of a video, per frame."""
-    out = subprocess.run(
-        [_eval_python(), str(REPO / "tools" / "dlib_eyes.py"), str(video)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    frames: list[Any] = json.loads(out.stdout)["frames"]
+    python = phantoms.maskeval_python()
+    if python is None:
+        raise SystemExit("maskeval venv not found (DMASK_MASKEVAL_PYTHON)")
+    frames: list[Any] = phantoms.dlib_reading(video, python)["frames"]
     return frames
 
 

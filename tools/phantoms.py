@@ -19,22 +19,26 @@ This reads real pixels: it is a test/evaluation tool and must never be imported 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.eyes import EYEBALL_RADIUS_MM  # noqa: E402
 from models.media import VideoWriter, iter_frames, probe_video  # noqa: E402
 from models.perception import FacePerception  # noqa: E402
+from models.template import IRIS_DIAMETER_MM  # noqa: E402
 from models.tracking import refine  # noqa: E402
 
-IRIS_MM = 11.7
-EYEBALL_RADIUS_MM = 12.0
 EYES = {"right": 0, "left": 1}
 # MediaPipe face-mesh indices per eye (0 = subject's right, OD; 1 = subject's left, OS)
 UPPER_LID = ([33, 246, 161, 160, 159, 158, 157, 173, 133], [263, 466, 388, 387, 386, 385, 384, 398, 362])
@@ -97,7 +101,7 @@ def px_per_mm(geometry: list[tuple[EyeGeometry, EyeGeometry] | None]) -> float:
     diam = [2 * g.iris_radius for pair in geometry if pair for g in pair]
     if not diam:
         raise ValueError("no face found in the clip")
-    return float(np.median(diam)) / IRIS_MM
+    return float(np.median(diam)) / IRIS_DIAMETER_MM
 
 
 def _smoothstep(t: np.ndarray) -> np.ndarray:
@@ -304,6 +308,37 @@ def wink(
         else f
         for t, (f, g) in enumerate(zip(frames, geo, strict=True))
     ]
+
+
+def median_per_eye(rows: list[Any], eye: int) -> float:
+    """Median of one eye's values over frames (rows of [OD, OS]; None rows or values skipped)."""
+    return float(np.nanmedian([np.nan if r is None or r[eye] is None else r[eye] for r in rows]))
+
+
+def maskeval_python() -> Path | None:
+    """The eval tool's interpreter (DMASK_MASKEVAL_PYTHON, else the repository's .venv-eval), or None."""
+    repo = Path(__file__).resolve().parents[1]
+    for candidate in (
+        os.environ.get("DMASK_MASKEVAL_PYTHON", ""),
+        str(repo / ".venv-eval" / "bin" / "python"),
+    ):
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def dlib_reading(video: Path, python: Path) -> dict[str, Any]:
+    """The eval tool's dlib reader on a video (``tools/dlib_eyes.py`` run by ``python``, the eval
+    tool's interpreter): per frame and eye, aperture and pupil position in pixels."""
+    out = subprocess.run(
+        [str(python), str(Path(__file__).with_name("dlib_eyes.py")), str(video)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    reading: dict[str, Any] = json.loads(out.stdout)
+    return reading
 
 
 def read_clip(path: Path, max_frames: int | None = None) -> tuple[list[np.ndarray], float]:

@@ -6,10 +6,6 @@ the other eye along). Each sign is compared with the same clip untouched."""
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +19,7 @@ sys.path.insert(0, str(REPO / "tools"))
 import phantoms  # noqa: E402
 
 from models.api import mask_file  # noqa: E402
+from models.eyes import rotation_deg  # noqa: E402
 from models.pipeline import DigitalMask  # noqa: E402
 
 CLIP = "videos/livep_d18.mp4"
@@ -38,26 +35,11 @@ def _not_met(reason: str) -> pytest.MarkDecorator:
     return pytest.mark.xfail(strict=True, reason=f"issue #14 phantom target not met yet: {reason}")
 
 
-def _maskeval_python() -> Path:
-    for candidate in (
-        os.environ.get("DMASK_MASKEVAL_PYTHON", ""),
-        str(REPO / ".venv-eval" / "bin" / "python"),
-    ):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    pytest.fail("maskeval is not installed: run scripts/test, which sets it up from ../shared/eval")
-
-
 def _dlib_read(video: Path) -> dict[str, Any]:
-    out = subprocess.run(
-        [str(_maskeval_python()), str(REPO / "tools" / "dlib_eyes.py"), str(video)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=600,
-    )
-    reading: dict[str, Any] = json.loads(out.stdout)
-    return reading
+    python = phantoms.maskeval_python()
+    if python is None:
+        pytest.fail("maskeval is not installed: run scripts/test, which sets it up from ../shared/eval")
+    return phantoms.dlib_reading(video, python)
 
 
 @pytest.fixture(scope="session")
@@ -100,8 +82,7 @@ def masked(whole_video: tuple[list[np.ndarray], float], tmp_path_factory: pytest
     return get
 
 
-def _median(series: list[Any], eye: int) -> float:
-    return float(np.nanmedian([np.nan if r is None or r[eye] is None else r[eye] for r in series]))
+_median = phantoms.median_per_eye
 
 
 def _dlib_median(reading: dict[str, Any], key: str, eye: int, frames: slice = slice(None)) -> float:
@@ -134,7 +115,7 @@ def test_ptosis_reads_on_the_mask_as_on_the_phantom(masked, ruler: float) -> Non
 
 
 def _deg(mm: float) -> float:
-    return math.degrees(math.asin(max(-1.0, min(1.0, mm / phantoms.EYEBALL_RADIUS_MM))))
+    return float(rotation_deg(np.asarray(mm)))
 
 
 @_not_met("OS rotation reads about 11 of 15 degrees (the iris network under-reads the shift)")
