@@ -138,14 +138,15 @@ def dominant_oscillation(signal: np.ndarray, fps: float) -> dict[str, float] | N
     if len(x) < max(16, int(2 * fps)):
         return None
     x = x - _running_median(x, max(3, int(round(fps)) | 1))
-    spec = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    window = np.hanning(len(x))
+    spec = np.abs(np.fft.rfft(x * window)) ** 2
     freqs = np.fft.rfftfreq(len(x), d=1.0 / fps)
     band = (freqs >= MIN_OSCILLATION_HZ) & (freqs <= min(MAX_OSCILLATION_HZ, fps / 2))
     if not band.any():
         return None
     k = int(np.argmax(np.where(band, spec, -1.0)))
     floor = float(np.median(spec[band])) + 1e-12
-    amplitude = 2.0 * math.sqrt(spec[k]) / (np.hanning(len(x)).sum())
+    amplitude = 2.0 * math.sqrt(spec[k]) / window.sum()
     repeats = periodicity(x, fps, float(freqs[k]))
     if spec[k] / floor < 8.0 or amplitude < 0.15 or repeats < MIN_PERIODICITY:
         return None
