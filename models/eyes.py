@@ -2,7 +2,9 @@
 
 Everything is measured in the head's own frame (landmarks with the head pose removed) and expressed in
 units of the patient's iris diameter, so that distance to the camera, head turn and the patient's own
-eye size drop out. The iris diameter is also the ruler for millimetres (11.7 mm, a population mean).
+eye size drop out; except the iris's place along the eye, which is read as the camera sees it
+(iris_along_eye_seen says why). The iris diameter is also the ruler for millimetres (11.7 mm, a
+population mean).
 Vectorised over any leading dimensions (frames, eyes).
 """
 
@@ -24,7 +26,8 @@ class EyeState:
     width: np.ndarray  # corner-to-corner (palpebral fissure width)
     upper: np.ndarray  # upper lid margin height above the iris centre (MRD1)
     lower: np.ndarray  # lower lid margin depth below the iris centre (MRD2)
-    iris_u: np.ndarray  # iris centre along the eye axis, 0 = outer corner, 1 = inner corner
+    iris_u: np.ndarray  # iris centre along the eye axis, 0 = outer corner, 1 = inner corner (a track's is
+    # measured in the image, as the camera sees it: iris_along_eye_seen)
     iris_v: np.ndarray  # iris centre above the corner line
     iris_diameter: np.ndarray  # in the head frame's units (template units after pose removal)
 
@@ -92,6 +95,25 @@ def measure_eyes(head_points: np.ndarray, iris: np.ndarray, diameter: np.ndarray
         iris_v=cv / diameter,
         iris_diameter=diameter,
     )
+
+
+def iris_along_eye_seen(points: np.ndarray, iris: np.ndarray) -> np.ndarray:
+    """Iris centre as a fraction of the way from the outer to the inner eye corner, as the camera sees
+    it: (..., 468, >=2) image landmarks and (..., 2, 5, >=2) iris points -> (..., 2).
+
+    Why the image and not the head frame: the iris sits in front of the line of the eye corners, so a
+    head turn moves it against the corners in the picture (parallax). The head-frame fraction takes
+    that out only as far as the iris's depth is known, and it is not (the iris is put at its eye
+    ring's mean depth): on the shared videos whose heads turn, an independent reader's pupil position
+    followed a head-turn term that ours lacked, and on the mask, drawn from ours, it was missing.
+    Measured in the image, the fraction is the one a viewer reads; a flat eye plate drawn in the
+    patient's pose shows the same fraction, since projection keeps ratios along a line.
+    """
+    outer = points[..., list(EYE_OUTER), :2]
+    inner = points[..., list(EYE_INNER), :2]
+    axis = inner - outer
+    along = ((iris[..., 0, :2] - outer) * axis).sum(-1)
+    return np.asarray(along / (axis * axis).sum(-1).clip(1e-9))
 
 
 # The iris network's lid contour never quite meets on a fully closed eye: on the shared videos' complete

@@ -8,12 +8,12 @@ used only to subtract: it is never rendered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from models.eyes import EyeState, calibrate_closure, iris_diameter, measure_eyes
+from models.eyes import EyeState, calibrate_closure, iris_along_eye_seen, iris_diameter, measure_eyes
 from models.filters import binomial3, median3
 from models.geometry import euler_to_rotation, fit_similarity, rotation_to_euler
 from models.template import EYE_RING, RIGID, load_canonical_face
@@ -113,7 +113,9 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         sc = torch.as_tensor(scale[lo:hi], device=device)
         head = _to_head(pts, r, t, sc).cpu().numpy()
         head_iris = _to_head(iris, r, t, sc).reshape(hi - lo, 2, 5, 3).cpu().numpy()
-        eye_parts.append(measure_eyes(head, head_iris, diameter=ruler))
+        state = measure_eyes(head, head_iris, diameter=ruler)
+        seen = iris_along_eye_seen(pts.cpu().numpy(), iris.reshape(hi - lo, 2, 5, 3).cpu().numpy())
+        eye_parts.append(replace(state, iris_u=seen))  # along the eye as the camera saw it (see there)
     eyes = calibrate_closure(_concat_eyes(eye_parts))
     eyes = EyeState(
         width=eyes.width,

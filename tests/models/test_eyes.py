@@ -4,9 +4,11 @@ the mask's template eye is driven to the same numbers."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from models.avatar import drive_eyes, template_rig
-from models.eyes import measure_eyes, to_mm
+from models.eyes import iris_along_eye_seen, measure_eyes, to_mm
+from models.geometry import euler_to_rotation
 from models.template import EYE_INNER, EYE_OUTER, LOWER_LID, UPPER_LID, load_canonical_face
 
 
@@ -69,3 +71,20 @@ def test_a_closed_eye_renders_with_the_lids_meeting_not_crossing() -> None:
     pts, iris = _synthetic_face(upper=-0.3, lower=-0.2, iris_u=0.5, iris_v=0.0)
     drive = drive_eyes(measure_eyes(pts, iris))
     assert (drive.lid_v[:, 0] >= drive.lid_v[:, 1]).all()
+
+
+def test_on_a_turned_head_the_iris_is_read_where_the_camera_sees_it_between_the_corners() -> None:
+    """The iris lies in front of the corner line, so a head turn shifts it against the corners in the
+    picture, to the side the nose tip goes: a reader of the picture sees that, and so must the mask."""
+    pts, iris = _synthetic_face(upper=0.4, lower=0.45, iris_u=0.5, iris_v=0.0)
+    corners_z = pts[list(EYE_OUTER) + list(EYE_INNER), 2].mean()
+    iris[..., 2] = corners_z - 0.6  # 6 mm in front of the corner line (image axes: z away from the camera)
+    assert np.allclose(iris_along_eye_seen(pts, iris), 0.5)
+
+    rot = euler_to_rotation(torch.tensor([25.0, 0.0, 0.0], dtype=torch.float64)).numpy()
+    turned, turned_iris = pts @ rot.T, iris @ rot.T
+    nose_side = np.sign(turned[1, 0] - pts[1, 0])
+    seen = iris_along_eye_seen(turned, turned_iris)
+    towards_image_right = np.array([seen[0] - 0.5, 0.5 - seen[1]])  # u runs outer -> inner: mirrored for OS
+    assert np.all(np.sign(towards_image_right) == nose_side)
+    assert np.all(np.abs(towards_image_right) > 0.03)  # about a tenth of the eye's width at 25 degrees
