@@ -13,11 +13,18 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from models.eyes import EyeState, calibrate_closure, iris_along_eye_seen, iris_diameter, measure_eyes
+from models.eyes import (
+    EyeState,
+    blend_lid_readers,
+    calibrate_closure,
+    iris_along_eye_seen,
+    iris_diameter,
+    measure_eyes,
+)
 from models.filters import binomial3, median3
 from models.geometry import euler_to_rotation, fit_similarity, rotation_to_euler
 from models.template import EYE_RING, RIGID, load_canonical_face
-from models.tracking import LANDMARK_BLOCK, Track, TrackLandmarks
+from models.tracking import LANDMARK_BLOCK, REFINED_RING, Track, TrackLandmarks
 
 _MAX_EXPRESSION = 1.2  # template units (about cm): larger motion is a landmark error, not a face
 
@@ -105,6 +112,7 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
 
     # pass B: the eye state, chunk by chunk
     eye_parts: list[EyeState] = []
+    mesh_apertures: list[np.ndarray] = []
     for lo in range(0, n, _CHUNK):
         hi = min(n, lo + _CHUNK)
         pts, iris = chunk(lo, hi)
@@ -116,7 +124,13 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         state = measure_eyes(head, head_iris, diameter=ruler)
         seen = iris_along_eye_seen(pts.cpu().numpy(), iris.reshape(hi - lo, 2, 5, 3).cpu().numpy())
         eye_parts.append(replace(state, iris_u=seen))  # along the eye as the camera saw it (see there)
-    eyes = calibrate_closure(_concat_eyes(eye_parts))
+        mesh_pts = pts.clone()  # the second lid reader: the mesh's own eye rings (eyes.blend_lid_readers)
+        rings = torch.as_tensor(marks.mesh_rings(lo, hi), dtype=mesh_pts.dtype, device=device)
+        for e, ring in enumerate(REFINED_RING):
+            mesh_pts[:, list(ring), :2] = rings[:, e]
+        mesh_head = _to_head(mesh_pts, r, t, sc).cpu().numpy()
+        mesh_apertures.append(measure_eyes(mesh_head, head_iris, diameter=ruler).aperture)
+    eyes = blend_lid_readers(calibrate_closure(_concat_eyes(eye_parts)), np.concatenate(mesh_apertures))
     eyes = EyeState(
         width=eyes.width,
         upper=median3(eyes.upper),
