@@ -33,3 +33,17 @@ def test_fit_never_returns_a_mirror_image() -> None:
 def test_euler_angles_round_trip() -> None:
     angles = torch.tensor([[10.0, 20.0, -30.0], [-5.0, -60.0, 45.0]], dtype=torch.float64)
     assert torch.allclose(rotation_to_euler(euler_to_rotation(angles)), angles, atol=1e-6)
+
+
+def test_the_signs_of_the_exported_head_pose() -> None:
+    """What a reader of `head_pose_deg` is told: positive yaw turns the face to the viewer's left (the
+    subject's right), positive pitch lowers the chin, positive roll tilts the face clockwise on screen."""
+    face = torch.tensor(load_canonical_face().vertices, dtype=torch.float64)
+    nose, right_outer = 1, 33  # nose tip; the subject's right eye corner (image left)
+
+    def posed(yaw: float, pitch: float, roll: float) -> torch.Tensor:
+        return face @ euler_to_rotation(torch.tensor([yaw, pitch, roll], dtype=torch.float64)).T
+
+    assert posed(20, 0, 0)[nose, 0] < face[nose, 0]  # x runs to the viewer's right
+    assert posed(0, 20, 0)[nose, 1] > face[nose, 1]  # y runs down
+    assert posed(0, 0, 20)[right_outer, 1] < face[right_outer, 1]  # the image-left side rises: clockwise
