@@ -122,7 +122,7 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         head = _to_head(pts, r, t, sc).cpu().numpy()
         head_iris = _to_head(iris, r, t, sc).reshape(hi - lo, 2, 5, 3).cpu().numpy()
         state = measure_eyes(head, head_iris, diameter=ruler)
-        seen = iris_along_eye_seen(pts.cpu().numpy(), iris.reshape(hi - lo, 2, 5, 3).cpu().numpy())
+        seen = iris_along_eye_seen(marks.points(lo, hi), marks.iris(lo, hi))  # image landmarks, on the host
         eye_parts.append(replace(state, iris_u=seen))  # along the eye as the camera saw it (see there)
         mesh_pts = pts.clone()  # the second lid reader: the mesh's own eye rings (eyes.blend_lid_readers)
         rings = torch.as_tensor(marks.mesh_rings(lo, hi), dtype=mesh_pts.dtype, device=device)

@@ -115,10 +115,9 @@ def test_the_mesh_rings_are_blended_in_only_where_the_eye_is_open() -> None:
     contour stays shut, although the mesh's rings never close (they stand about 0.4 iris diameters apart)."""
     contour = np.array([[0.75, 0.75]] * 8 + [[0.0, 0.75], [0.8, 0.75]])  # a wink of OD in frame 8
     mesh = np.array([[0.75, 0.75]] * 8 + [[0.4, 0.75], [0.7, 0.75]])
-    blended = blend_lid_readers(_state(contour), mesh).aperture
+    state = blend_lid_readers(_state(contour), mesh)
+    blended = state.aperture
     assert blended[8, 0] == 0.0
     assert np.isclose(blended[9, 0], (1 - MESH_RING_WEIGHT) * 0.8 + MESH_RING_WEIGHT * 0.7)
     assert np.allclose(blended[:, 1], 0.75)
-    assert np.allclose(
-        _state(contour).lower, blend_lid_readers(_state(contour), mesh).lower
-    )  # the upper lid moves
+    assert np.allclose(state.lower, _state(contour).lower)  # the upper lid moves
