@@ -3,25 +3,21 @@ resampled imperceptibly: so what the eval tool scores for it is the reader's own
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from models.media.video import iter_frames, probe_video
 
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("ceiling", REPO / "tools" / "reader_ceiling_masker.py")
-assert _spec is not None and _spec.loader is not None
-ceiling = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ceiling)
-
 _VIDEO = "videos/livep_d0.mp4"
 
 
 def test_every_frame_is_the_original_at_its_time_resampled_by_a_few_percent(
-    shared_data: Path, tmp_path: Path
+    shared_data: Path, tmp_path: Path, load_tool: Callable[[str], ModuleType]
 ) -> None:
+    ceiling = load_tool("reader_ceiling_masker")
     src, dst = shared_data / _VIDEO, tmp_path / "ceiling.mp4"
     ceiling.main([str(src), str(dst)])
     original = list(iter_frames(src))

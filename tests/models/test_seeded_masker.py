@@ -3,22 +3,18 @@ versions can be compared on identical draws; a different run seed gives a differ
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location("seeded_masker", REPO / "tools" / "seeded_masker.py")
-assert _spec is not None and _spec.loader is not None
-seeded_masker = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(seeded_masker)
+from types import ModuleType
 
 _PHOTO = "faces/kate_winslet/1.jpg"
 
 
 def test_the_same_run_seed_gives_the_same_mask_whatever_the_file_is_called(
-    shared_data: Path, tmp_path: Path
+    shared_data: Path, tmp_path: Path, load_tool: Callable[[str], ModuleType]
 ) -> None:
+    seeded_masker = load_tool("seeded_masker")
     renamed = tmp_path / "renamed.jpg"
     shutil.copyfile(shared_data / _PHOTO, renamed)
     seeded_masker.main(["--seed", "1", str(shared_data / _PHOTO), str(tmp_path / "a.jpg")])
@@ -26,7 +22,10 @@ def test_the_same_run_seed_gives_the_same_mask_whatever_the_file_is_called(
     assert (tmp_path / "a.jpg").read_bytes() == (tmp_path / "b.jpg").read_bytes()
 
 
-def test_another_run_seed_draws_another_appearance(shared_data: Path, tmp_path: Path) -> None:
+def test_another_run_seed_draws_another_appearance(
+    shared_data: Path, tmp_path: Path, load_tool: Callable[[str], ModuleType]
+) -> None:
+    seeded_masker = load_tool("seeded_masker")
     seeded_masker.main(["--seed", "1", str(shared_data / _PHOTO), str(tmp_path / "a.jpg")])
     seeded_masker.main(["--seed", "2", str(shared_data / _PHOTO), str(tmp_path / "b.jpg")])
     assert (tmp_path / "a.jpg").read_bytes() != (tmp_path / "b.jpg").read_bytes()
