@@ -21,8 +21,9 @@ from models.perception.roi import bbox
 from models.perception.types import FaceLandmarks, Roi
 from models.template import EYE_RING
 
-# The iris network's first 16 eye-contour points are these face-mesh points (MediaPipe's refinement
-# table), eye 0 = subject's right eye.
+# The first 16 of an eye reader's 71 eye-contour points (the attention mesh's eye head or the iris
+# network: one topology) are these face-mesh points (MediaPipe's refinement table), eye 0 = subject's
+# right eye.
 REFINED_RING = (
     (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173),
     (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398),
@@ -34,7 +35,7 @@ assert all(set(a) == set(b) for a, b in zip(REFINED_RING, EYE_RING, strict=True)
 class FaceObservation:
     """One face in one frame, landmarks refined and ready for reconstruction."""
 
-    points: np.ndarray  # (468, 3) mesh with the eye rings replaced by the iris network's contour
+    points: np.ndarray  # (468, 3) mesh with the eye rings replaced by the eye reader's contour
     iris: np.ndarray  # (2, 5, 3) iris points, z aligned with the mesh
     mesh_rings: np.ndarray  # (2, 16, 2) the mesh's own eye rings (x, y) that the contour replaced in points
     presence: float
@@ -168,7 +169,7 @@ class Analysis:
 
 
 def refine(face: FaceLandmarks) -> FaceObservation:
-    """Replace the mesh's eye rings by the iris network's finer eyelid contour (x, y), as the
+    """Replace the mesh's eye rings by the eye reader's finer eyelid contour (x, y), as the
     reference pipeline does, and put the iris points at the depth of their eye's ring. The mesh's own
     rings are kept beside: a second, independent reading of the lids (reconstruct.py blends them)."""
     points = face.mesh.astype(np.float32).copy()

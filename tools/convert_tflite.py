@@ -2,14 +2,16 @@
 
 Usage: python tools/convert_tflite.py SRC_DIR [--out models/weights]
 
-SRC_DIR is what tools/fetch_mediapipe_models.sh produced (four .tflite files + LICENSE).
+SRC_DIR is what tools/fetch_mediapipe_models.sh produced (five .tflite files + LICENSE).
 
 Why this shape: the runtime (models/perception/graph.py) must not depend on TFLite, flatbuffers or
 pickle. The converter therefore reduces each TFLite graph to a short list of typed layers in NCHW
 terms (convolution with explicit TFLite-SAME padding, PReLU, add, ...) and stores the constant
-tensors in PyTorch layout. The dense values of fp16 / sparse constants are read from the LiteRT
-interpreter itself (DEQUANTIZE / DENSIFY outputs), so the weights are exactly those TFLite computes
-with; values that were fp16 in the file are stored as fp16 again (lossless, half the size).
+tensors in PyTorch layout. Constants are read from the file (fp16 ones are stored as fp16 again:
+lossless, half the size; DEQUANTIZE of fp16 is exactly that cast); the dense values of sparse constants
+are read from the LiteRT interpreter itself (DENSIFY outputs), so the weights are exactly those TFLite
+computes with. The attention mesh's MediaPipe custom operators become layers of their own (LiteRT
+cannot run that model, hence the file reading).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Any
 import numpy as np
 import tflite
 from ai_edge_litert.interpreter import Interpreter, OpResolverType
+from flatbuffers import flexbuffers
 from safetensors.numpy import save_file
 
 MODELS = {
@@ -34,12 +37,18 @@ MODELS = {
     "face_detection_full_range": "face_detection_full_range_sparse.tflite",
     "face_landmark": "face_landmark.tflite",
     "iris_landmark": "iris_landmark.tflite",
+    "face_landmark_with_attention": "face_landmark_with_attention.tflite",
 }
 SOURCE = "mediapipe==0.10.21 wheel from PyPI (mediapipe/modules/...)"
 
 _OPNAMES = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
 _ACT = {0: "none", 1: "relu", 3: "relu6"}
 _CONST_PRODUCERS = {"DEQUANTIZE", "DENSIFY"}
+_FILE_DTYPES = {
+    tflite.TensorType.FLOAT32: np.float32,
+    tflite.TensorType.FLOAT16: np.float16,
+    tflite.TensorType.INT32: np.int32,
+}
 
 
 def _opts(op: Any, cls: type) -> Any:
@@ -58,22 +67,11 @@ def _same_pad(size: int, k: int, s: int, d: int = 1) -> tuple[int, int]:
 
 class _Converter:
     def __init__(self, path: Path) -> None:
+        self.path = path
         buf = path.read_bytes()
         self.model = tflite.Model.GetRootAsModel(buf, 0)
         self.g = self.model.Subgraphs(0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.interp = Interpreter(
-                model_path=str(path),
-                experimental_preserve_all_tensors=True,
-                # without XNNPACK: the delegate would consume the fp16 constants itself and
-                # never materialise the DEQUANTIZE / DENSIFY outputs we read
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-            )
-        self.interp.allocate_tensors()
-        inp = self.interp.get_input_details()[0]
-        self.interp.set_tensor(inp["index"], np.zeros(inp["shape"], np.float32))
-        self.interp.invoke()  # materialises DEQUANTIZE / DENSIFY outputs
+        self._interp: Interpreter | None = None
         self.producer: dict[int, tuple[str, Any]] = {}
         self.consumers: dict[int, int] = {}
         for i in range(self.g.OperatorsLength()):
@@ -83,9 +81,38 @@ class _Converter:
             for t in op.InputsAsNumpy():
                 self.consumers[int(t)] = self.consumers.get(int(t), 0) + 1
 
+    @property
+    def interp(self) -> Interpreter:
+        """LiteRT, run once on zeros, for the dense values of sparse constants (DENSIFY outputs).
+        Only the sparse full-range detector needs it; models with MediaPipe's custom operators
+        (which LiteRT does not have) never get here."""
+        if self._interp is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._interp = Interpreter(
+                    model_path=str(self.path),
+                    experimental_preserve_all_tensors=True,
+                    # without XNNPACK: the delegate would consume the constants itself and never
+                    # materialise the DENSIFY outputs we read
+                    experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+                )
+            self._interp.allocate_tensors()
+            inp = self._interp.get_input_details()[0]
+            self._interp.set_tensor(inp["index"], np.zeros(inp["shape"], np.float32))
+            self._interp.invoke()
+        return self._interp
+
     def opname(self, op: Any) -> str:
         code = self.model.OperatorCodes(op.OpcodeIndex())
-        return _OPNAMES[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+        builtin = _OPNAMES[max(code.BuiltinCode(), code.DeprecatedBuiltinCode())]
+        if builtin == "CUSTOM":
+            return f"CUSTOM:{code.CustomCode().decode()}:v{code.Version()}"
+        return builtin
+
+    def custom_options(self, op: Any) -> dict[str, Any]:
+        if not op.CustomOptionsLength():
+            return {}
+        return dict(flexbuffers.Loads(bytes(op.CustomOptionsAsNumpy())))
 
     def shape(self, t: int) -> list[int]:
         return [int(v) for v in self.g.Tensors(t).ShapeAsNumpy()]
@@ -93,20 +120,37 @@ class _Converter:
     def tname(self, t: int) -> str:
         return str(self.g.Tensors(t).Name().decode())
 
+    def file_value(self, t: int) -> np.ndarray | None:
+        """A tensor's value as stored in the file (its buffer), or None when it has none."""
+        tensor = self.g.Tensors(t)
+        data = self.model.Buffers(tensor.Buffer()).DataAsNumpy()
+        if isinstance(data, int) or data.size == 0:  # flatbuffers returns 0 for an absent vector
+            return None
+        dtype = _FILE_DTYPES[tensor.Type()]
+        return np.frombuffer(data.tobytes(), dtype=dtype).reshape(self.shape(t))
+
     def const(self, t: int) -> tuple[np.ndarray, bool]:
-        """Dense fp32 value of a constant tensor and whether it was stored as fp16 in the file."""
-        value = np.array(self.interp.get_tensor(t))
-        was_fp16 = value.dtype == np.float16
+        """Dense fp32 value of a constant tensor and whether it was stored as fp16 in the file.
+
+        Read from the file where it is there (a constant, or DEQUANTIZE of an fp16 constant, which is
+        the exact fp16 -> fp32 cast); only sparse constants (DENSIFY) need the interpreter."""
+        stored = self.file_value(t)
+        if stored is not None:
+            return stored.astype(np.float32), stored.dtype == np.float16
         src = self.producer.get(t)
-        if src is not None and src[0] in _CONST_PRODUCERS:
-            first_in = int(src[1].InputsAsNumpy()[0])
-            was_fp16 = was_fp16 or self.interp.get_tensor(first_in).dtype == np.float16
-            # DEQUANTIZE(DENSIFY(fp16)): look one level further for the original dtype
-            src2 = self.producer.get(first_in)
-            if src2 is not None and src2[0] == "DENSIFY":
-                was_fp16 = was_fp16 or self.interp.get_tensor(int(src2[1].InputsAsNumpy()[0])).dtype == (
-                    np.float16
-                )
+        if src is None or src[0] not in _CONST_PRODUCERS:
+            raise ValueError(f"{self.tname(t)} is not a constant")
+        first_in = int(src[1].InputsAsNumpy()[0])
+        if src[0] == "DEQUANTIZE":
+            stored = self.file_value(first_in)
+            if stored is not None:
+                return stored.astype(np.float32), stored.dtype == np.float16
+        value = np.array(self.interp.get_tensor(t))
+        was_fp16 = value.dtype == np.float16 or self.interp.get_tensor(first_in).dtype == np.float16
+        # DEQUANTIZE(DENSIFY(fp16)): look one level further for the original dtype
+        src2 = self.producer.get(first_in)
+        if src2 is not None and src2[0] == "DENSIFY":
+            was_fp16 = was_fp16 or self.interp.get_tensor(int(src2[1].InputsAsNumpy()[0])).dtype == np.float16
         return value.astype(np.float32), was_fp16
 
     def convert(self, name: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -117,6 +161,7 @@ class _Converter:
         nodes: list[dict[str, Any]] = []
         tensors: dict[str, np.ndarray] = {}
         counters: dict[str, int] = {}
+        outputs = [int(t) for t in g.OutputsAsNumpy()]
 
         def emit(node: dict[str, Any], out_tensor: int) -> None:
             k = counters.get(node["op"], 0)
@@ -200,7 +245,7 @@ class _Converter:
                     out,
                 )
             elif kind == "PAD":
-                pads = np.array(self.interp.get_tensor(ins[1])).astype(int).tolist()  # NHWC [[b, a]] * 4
+                pads = np.asarray(self.file_value(ins[1])).astype(int).tolist()  # NHWC [[b, a]] * 4
                 assert pads[0] == [0, 0]
                 spatial_only = pads[3] == [0, 0]
                 consumers_are_valid_convs = self.consumers.get(out, 0) == 1
@@ -238,7 +283,54 @@ class _Converter:
                 o = _opts(op, tflite.DepthToSpaceOptions)
                 emit({"op": "depth_to_space", "input": value_of[ins[0]], "block": o.BlockSize()}, out)
             elif kind == "RESHAPE":
-                emit({"op": "reshape", "input": value_of[ins[0]], "shape": self.shape(out)[1:]}, out)
+                shape = self.shape(out)[1:]
+                if len(self.shape(ins[0])) != 4 and len(shape) == 3:
+                    # landmarks back into a (1, 1, C) head vector: kept flat, as a graph output (the
+                    # runtime treats 4-D values as NCHW feature maps)
+                    assert shape[:2] == [1, 1] and out in outputs, "a 4-D landmark reshape is an output"
+                    shape = shape[2:]
+                emit({"op": "reshape", "input": value_of[ins[0]], "shape": shape}, out)
+            elif kind == "MUL":
+                factor, f16 = self.const(ins[1])
+                assert self.file_value(ins[0]) is None and len(self.shape(ins[0])) == 3, (
+                    "MUL of a landmark value by a constant only"
+                )
+                emit({"op": "mul_const", "input": value_of[ins[0]], "shape": list(factor.shape)}, out)
+                put(f"{nodes[-1]['name']}.constant", factor, f16)
+            elif kind == "STRIDED_SLICE":
+                begin, end, strides = (np.asarray(self.file_value(t)).tolist() for t in ins[1:4])
+                whole = (
+                    begin == [0] * len(begin) and end == self.shape(ins[0]) and strides == [1] * len(begin)
+                )
+                assert whole, "only the whole-tensor slice (an identity) is used by these models"
+                value_of[out] = value_of[ins[0]]
+            elif kind == "CUSTOM:Landmarks2TransformMatrix:v2":
+                o = self.custom_options(op)
+                emit(
+                    {
+                        "op": "landmarks_to_matrix",
+                        "input": value_of[ins[0]],
+                        "subset": [int(i) for i in o["subset_idxs"]],
+                        "rotation_points": [int(o["left_rotation_idx"]), int(o["right_rotation_idx"])],
+                        "target_rotation": float(o["target_rotation_radians"]),
+                        "output_size": [int(o["output_height"]), int(o["output_width"])],
+                        "scale": [float(o["scale_x"]), float(o["scale_y"])],
+                    },
+                    out,
+                )
+            elif kind == "CUSTOM:TransformTensorBilinear:v2":
+                o = self.custom_options(op)
+                emit(
+                    {
+                        "op": "transform_tensor",
+                        "inputs": [value_of[ins[0]], value_of[ins[1]]],
+                        "output_size": [int(o["output_height"]), int(o["output_width"])],
+                    },
+                    out,
+                )
+            elif kind == "CUSTOM:TransformLandmarks:v2":
+                assert self.shape(ins[0])[-1] == 2, "2-D landmarks only (v2 reads them off the shape)"
+                emit({"op": "transform_landmarks", "inputs": [value_of[ins[0]], value_of[ins[1]]]}, out)
             elif kind == "CONCATENATION":
                 o = _opts(op, tflite.ConcatenationOptions)
                 assert len(self.shape(ins[0])) == 3 and o.Axis() in (1, -2), "concat of flattened heads only"
@@ -246,7 +338,6 @@ class _Converter:
             else:
                 raise NotImplementedError(f"{name}: TFLite op {kind} not supported")
         assert not folded_pad, "a folded PAD was not consumed by a convolution"
-        outputs = [int(t) for t in g.OutputsAsNumpy()]
         arch = {
             "name": name,
             "source": SOURCE,
@@ -266,12 +357,14 @@ def sha256(path: Path) -> str:
 NOTICE = """DigitalMask bundled model weights
 =================================
 
-The files face_detection_short_range.*, face_detection_full_range.*, face_landmark.* and
-iris_landmark.* in this folder are derived from the MediaPipe models
+The files face_detection_short_range.*, face_detection_full_range.*, face_landmark.*,
+face_landmark_with_attention.* and iris_landmark.* in this folder are derived from the MediaPipe
+models
 
   mediapipe/modules/face_detection/face_detection_short_range.tflite
   mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite
   mediapipe/modules/face_landmark/face_landmark.tflite
+  mediapipe/modules/face_landmark/face_landmark_with_attention.tflite
   mediapipe/modules/iris_landmark/iris_landmark.tflite
 
 as shipped in the mediapipe==0.10.21 wheel on PyPI (https://pypi.org/project/mediapipe/0.10.21/),
@@ -280,7 +373,10 @@ Copyright The MediaPipe Authors, licensed under the Apache License, Version 2.0
 
 Modifications: the TFLite graphs were converted by tools/convert_tflite.py into a JSON layer list and
 safetensors tensors in PyTorch (NCHW / OIHW) layout. Weight values are unchanged (fp16 values kept
-as fp16, sparse tensors densified). Reproduce with:
+as fp16, sparse tensors densified). MediaPipe's custom operators of the attention mesh
+(Landmarks2TransformMatrix, TransformTensorBilinear, TransformLandmarks) are layers of
+models/perception/graph.py, written from their Apache-2.0 sources in
+mediapipe/util/tflite/operations. Reproduce with:
 
   tools/fetch_mediapipe_models.sh /tmp/mp && python tools/convert_tflite.py /tmp/mp
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fetch the four MediaPipe face-perception .tflite models (+ mediapipe's LICENSE) that
+# Fetch the five MediaPipe face-perception .tflite models (+ mediapipe's LICENSE) that
 # tools/convert_tflite.py converts and tests/perception/test_reference.py compares against.
 #
 # Usage: tools/fetch_mediapipe_models.sh DEST_DIR
@@ -24,6 +24,7 @@ members=(
   "mediapipe/modules/face_detection/face_detection_short_range.tflite"
   "mediapipe/modules/face_detection/face_detection_full_range_sparse.tflite"
   "mediapipe/modules/face_landmark/face_landmark.tflite"
+  "mediapipe/modules/face_landmark/face_landmark_with_attention.tflite"
   "mediapipe/modules/iris_landmark/iris_landmark.tflite"
 )
 

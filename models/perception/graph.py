@@ -1,8 +1,10 @@
 """Typed builder: a committed JSON layer list (models/weights/<net>.json) -> an NCHW ``nn.Module``.
 
-Why a builder instead of four hand-written classes: the four MediaPipe networks (BlazeFace short
-range, the FPN-style full-range detector, the face mesh and the two-branch iris net) are all made of
-the same handful of TFLite layers. Describing them once as data keeps the conversion exact (the layer
+Why a builder instead of hand-written classes: the five MediaPipe networks (BlazeFace short range,
+the FPN-style full-range detector, the face mesh, the attention mesh and the two-branch iris net) are
+all made of the same handful of TFLite layers (plus, in the attention mesh, three MediaPipe custom
+operators that crop its eye and lip regions out of a feature map and map their points back).
+Describing them once as data keeps the conversion exact (the layer
 list is generated from the TFLite graph by tools/convert_tflite.py, so hand transcription errors are
 impossible) while the PyTorch side stays small, typed and readable: each layer kind is one module.
 
@@ -190,6 +192,117 @@ class Concat(Layer):
         return torch.cat(xs, dim=self.axis)
 
 
+class MulConst(Layer):
+    """MUL of a landmark value (N, K, 3) or a matrix (N, 4, 4) by a broadcast constant."""
+
+    constant: torch.Tensor
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__((spec["input"],))
+        self.register_buffer("constant", torch.zeros(spec["shape"]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.constant
+
+
+# MediaPipe's custom operators of the attention mesh (version 2 each), written from their
+# Apache-2.0 reference kernels in mediapipe/util/tflite/operations. Batched: one matrix per sample.
+
+
+def _affine(
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    sx: torch.Tensor,
+    sy: torch.Tensor,
+    tx: torch.Tensor,
+    ty: torch.Tensor,
+) -> torch.Tensor:
+    """(N, 4, 4) matrices [[cos*sx, -sin*sy, 0, tx], [sin*sx, cos*sy, 0, ty], [0, 0, 1, 0], [0, 0, 0, 1]]."""
+    zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+    rows = [
+        [cos * sx, -sin * sy, zero, tx],
+        [sin * sx, cos * sy, zero, ty],
+        [zero, zero, one, zero],
+        [zero, zero, zero, one],
+    ]
+    return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
+
+
+class LandmarksToMatrix(Layer):
+    """Landmarks2TransformMatrix v2: the (N, 4, 4) matrix mapping an ``output_size`` crop's pixel
+    (x, y, 0, 1) into the coordinates of the landmarks, for a crop around the ``subset`` points,
+    rotated so the two ``rotation_points`` lie level (plus ``target_rotation``) and ``scale`` times
+    their rotated bounding box."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__((spec["input"],))
+        self.subset = tuple(int(i) for i in spec["subset"])
+        self.left, self.right = (int(i) for i in spec["rotation_points"])
+        self.target_rotation = float(spec["target_rotation"])
+        self.out_h, self.out_w = (int(v) for v in spec["output_size"])
+        self.scale_x, self.scale_y = (float(v) for v in spec["scale"])
+
+    def forward(self, landmarks: torch.Tensor) -> torch.Tensor:
+        xy = landmarks[..., :2]
+        d = xy[:, self.right] - xy[:, self.left]
+        r = self.target_rotation - torch.atan2(d[:, 1], d[:, 0])  # (N,)
+        cos, sin = torch.cos(r)[:, None], torch.sin(r)[:, None]
+        pts = xy[:, list(self.subset)]
+        rx = cos * pts[..., 0] - sin * pts[..., 1]
+        ry = sin * pts[..., 0] + cos * pts[..., 1]
+        x_min, x_max = rx.amin(dim=1), rx.amax(dim=1)
+        y_min, y_max = ry.amin(dim=1), ry.amax(dim=1)
+        mid_x, mid_y = (x_min + x_max) / 2, (y_min + y_max) / 2
+        c, s = cos[:, 0], sin[:, 0]
+        centre_x = c * mid_x + s * mid_y  # the rotated box's middle turned back (rotation by -r)
+        centre_y = -s * mid_x + c * mid_y
+        sx = self.scale_x * (x_max - x_min) / self.out_w
+        sy = self.scale_y * (y_max - y_min) / self.out_h
+        # shift(centre) @ rotate(-r) @ scale(sx, sy) @ shift(-out / 2)
+        hw, hh = self.out_w / 2.0, self.out_h / 2.0
+        tx = centre_x - (c * sx * hw + s * sy * hh)
+        ty = centre_y - (-s * sx * hw + c * sy * hh)
+        return _affine(c, -s, sx, sy, tx, ty)
+
+
+class TransformTensor(Layer):
+    """TransformTensorBilinear v2: sample an (oh, ow) crop of an NCHW feature map through a
+    per-sample matrix from output pixel centres; a crop pixel whose source lies outside the map's
+    pixel-centre extent is 0 (the reference kernel's out-of-bound rule), otherwise bilinear."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(tuple(spec["inputs"]))
+        self.out_h, self.out_w = (int(v) for v in spec["output_size"])
+
+    def forward(self, features: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = features.shape
+        ys, xs = torch.meshgrid(
+            torch.arange(self.out_h, dtype=features.dtype, device=features.device) + 0.5,
+            torch.arange(self.out_w, dtype=features.dtype, device=features.device) + 0.5,
+            indexing="ij",
+        )
+        m = matrix[:, :2, :]  # (N, 2, 4); z = 0 and w = 1 for every crop pixel
+        src_x = m[:, 0, 0, None, None] * xs + m[:, 0, 1, None, None] * ys + m[:, 0, 3, None, None] - 0.5
+        src_y = m[:, 1, 0, None, None] * xs + m[:, 1, 1, None, None] * ys + m[:, 1, 3, None, None] - 0.5
+        inside = (src_x >= 0) & (src_x <= w - 1) & (src_y >= 0) & (src_y <= h - 1)
+        grid = torch.stack((src_x / (w - 1) * 2 - 1, src_y / (h - 1) * 2 - 1), dim=-1)
+        out = F.grid_sample(features, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+        return out * inside[:, None].to(out.dtype)
+
+
+class TransformLandmarks(Layer):
+    """TransformLandmarks v2 for 2-D landmarks: (N, K, 2) points through the first two rows of a
+    per-sample (N, 4, 4) matrix (z = 0, w = 1)."""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        super().__init__(tuple(spec["inputs"]))
+
+    def forward(self, landmarks: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        linear = matrix[:, :2, :2]
+        shift = matrix[:, :2, 3]
+        return landmarks @ linear.transpose(1, 2) + shift[:, None, :]
+
+
 LAYERS: dict[str, Callable[[dict[str, Any]], Layer]] = {
     "conv": Conv,
     "prelu": PReLU,
@@ -201,6 +314,10 @@ LAYERS: dict[str, Callable[[dict[str, Any]], Layer]] = {
     "depth_to_space": DepthToSpace,
     "reshape": Reshape,
     "concat": Concat,
+    "mul_const": MulConst,
+    "landmarks_to_matrix": LandmarksToMatrix,
+    "transform_tensor": TransformTensor,
+    "transform_landmarks": TransformLandmarks,
 }
 
 
@@ -251,8 +368,12 @@ class GraphNet(nn.Module):
 
 
 def _state_key(key: str) -> str:
-    """safetensors key ``conv12.weight`` -> module path ``layers.conv12.conv.weight``."""
+    """safetensors key -> module path: ``conv12.weight`` -> ``layers.conv12.conv.weight``,
+    ``prelu3.weight`` -> ``layers.prelu3.prelu.weight``, ``mul_const0.constant`` -> itself under
+    ``layers.``."""
     node, param = key.split(".")
+    if node.startswith("mul_const"):
+        return f"layers.{node}.{param}"
     module = "prelu" if node.startswith("prelu") else "conv"
     return f"layers.{node}.{module}.{param}"
 

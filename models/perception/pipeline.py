@@ -1,11 +1,15 @@
-"""FacePerception: MediaPipe face detection -> face mesh -> iris, in PyTorch, batched.
+"""FacePerception: MediaPipe face detection -> face mesh with eyelids and irises, in PyTorch, batched.
 
 Why our own implementation: the masking service needs the MediaPipe networks on CPU and CUDA,
 batched across frames and faces, without the mediapipe runtime (no GPU path in its Python wheel,
 one frame at a time, per-process graph state). The networks are exact conversions
 (see graph.py); the pre/post-processing here follows the reference graphs:
-face_detection_{short,full}_range, face_detection_front_detection_to_roi, face_landmark,
-face_landmark_landmarks_to_roi and iris_landmark_left_and_right.
+face_detection_{short,full}_range, face_detection_front_detection_to_roi, face_landmark (with
+attention), face_landmark_landmarks_to_roi and, for the iris network, iris_landmark_left_and_right.
+
+Why the attention mesh reads the eyes by default: its eye and iris heads see the eye regions of its
+own feature map, and on the shared videos the masks read with them carry the pupil and the blinks
+markedly better than with the separate iris network (models/README.md, "The attention mesh").
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ MESH_SIZE = 192
 IRIS_SIZE = 64
 NUM_MESH_POINTS = 468
 Frames = Sequence[np.ndarray] | np.ndarray
+EyeReader = Literal["attention", "iris"]
+IRIS_NETWORK_ORDER_EYE1 = (0, 3, 2, 1, 4)
 
 
 @dataclass(frozen=True)
@@ -50,7 +56,8 @@ def _as_frame_list(frames: Frames) -> list[np.ndarray]:
 
 
 class FacePerception:
-    """Face detection, 468-point face mesh and iris landmarks for batches of RGB uint8 frames.
+    """Face detection, 468-point face mesh, eyelid contours and iris landmarks for batches of RGB uint8
+    frames.
 
     Coordinates are frame pixels (see roi.py for the exact convention); eye index 0 is the subject's
     right eye. All methods run under ``torch.inference_mode`` and are safe to call from one thread at
@@ -64,14 +71,20 @@ class FacePerception:
         *,
         zoom_out_fallback: float | None = 2.0,
         num_threads: int | None = None,
+        eyes: EyeReader = "attention",
     ) -> None:
         """``zoom_out_fallback``: frames where the detector finds no face are run again shrunk by this
         factor inside the detector input. Why: the full-range model misses faces that fill most of
         the frame (tight portrait crops); shrinking them brings them into its trained size range.
         None disables the second pass. ``num_threads`` sets torch's intra-op threads (process-wide).
+        ``eyes`` picks who reads the eyelids and irises: "attention", the attention mesh's own eye and
+        iris heads (one network for mesh and eyes; see EyeReader), or "iris", the separate iris network
+        on two eye crops per face.
         """
         if detector not in ("short", "full"):
             raise ValueError(f"detector must be 'short' or 'full', not {detector!r}")
+        if eyes not in ("attention", "iris"):
+            raise ValueError(f"eyes must be 'attention' or 'iris', not {eyes!r}")
         if num_threads is not None:
             torch.set_num_threads(num_threads)
         self.device = torch.device(device)
@@ -79,8 +92,11 @@ class FacePerception:
         self.min_detection_score = float(min_detection_score)
         self.zoom_out_fallback = zoom_out_fallback
         self.detector_net: GraphNet = self._prepare(build(self.detector_config.weights))
-        self.mesh_net: GraphNet = self._prepare(build("face_landmark"))
-        self.iris_net: GraphNet = self._prepare(build("iris_landmark"))
+        self.eyes: EyeReader = eyes
+        self.mesh_net: GraphNet = self._prepare(
+            build("face_landmark_with_attention" if eyes == "attention" else "face_landmark")
+        )
+        self.iris_net: GraphNet | None = self._prepare(build("iris_landmark")) if eyes == "iris" else None
         self._anchors = torch.from_numpy(ssd_anchor_centers(self.detector_config)).to(self.device)
         self._eye_flip = torch.tensor(roi_ops.EYE_FLIPPED, device=self.device)
 
@@ -197,31 +213,20 @@ class FacePerception:
                 if t is not None and r is not None
             ]
         )
-        raw_mesh, presence_logit = self.mesh_net(mesh_in / 255.0)
+        outputs = self.mesh_net(mesh_in / 255.0)
+        raw_mesh, presence_logit = outputs[0], outputs[-1]
         all_rois = torch.cat([r for r in face_rois if r is not None])
         mesh = roi_ops.project(raw_mesh.reshape(-1, NUM_MESH_POINTS, 3), all_rois, MESH_SIZE)
         presence = torch.sigmoid(presence_logit.reshape(-1))
-
-        # iris: two eye crops per face, subject's left eye mirrored
-        eye_rois = roi_ops.eye_rois_tensor(mesh)  # (F, 2, 4)
-        flip = self._eye_flip.repeat(eye_rois.shape[0])
-        eye_in = []
-        start = 0
-        for t, c in zip(tensors, counts, strict=True):
-            if t is None:
-                continue
-            er = eye_rois[start : start + c].reshape(-1, 4)
-            eye_in.append(roi_ops.crop(t, er, IRIS_SIZE, flip[: 2 * c]))
-            start += c
-        raw_contour, raw_iris = self.iris_net(torch.cat(eye_in) / 255.0)
-        flat_eye_rois = eye_rois.reshape(-1, 4)
-        contours = roi_ops.project(raw_contour.reshape(-1, 71, 3), flat_eye_rois, IRIS_SIZE, flip)
-        iris = roi_ops.project(raw_iris.reshape(-1, 5, 3), flat_eye_rois, IRIS_SIZE, flip)
+        if self.iris_net is None:
+            contours, iris = self._attention_eyes(outputs, all_rois)
+        else:
+            contours, iris = self._iris_network_eyes(tensors, counts, mesh)
 
         mesh_np = mesh.cpu().numpy()
         presence_np = presence.cpu().numpy()
-        contours_np = contours.reshape(-1, 2, 71, 3).cpu().numpy()
-        iris_np = iris.reshape(-1, 2, 5, 3).cpu().numpy()
+        contours_np = contours.cpu().numpy()
+        iris_np = iris.cpu().numpy()
         out: list[list[FaceLandmarks]] = []
         k = 0
         for fi, frame_rois in enumerate(rois):
@@ -240,6 +245,47 @@ class FacePerception:
                 k += 1
             out.append(faces)
         return out
+
+    def _attention_eyes(
+        self, outputs: tuple[torch.Tensor, ...], rois: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eye contours (F, 2, 71, 3) and irises (F, 2, 5, 3) from the attention mesh's heads, in frame
+        pixels. Its "left" heads read the image-left eye, the subject's right: our eye 0. The heads
+        give x, y only; z is 0 (the mesh's depth is what reconstruction uses)."""
+        _, _, left_eye, right_eye, left_iris, right_iris, _ = outputs
+        n = rois.shape[0]
+
+        def frame_pixels(left: torch.Tensor, right: torch.Tensor, k: int) -> torch.Tensor:
+            xy = torch.stack([left.reshape(n, k, 2), right.reshape(n, k, 2)], dim=1)  # (F, 2, k, 2)
+            xyz = F.pad(xy, (0, 1)).reshape(n, 2 * k, 3)
+            return roi_ops.project(xyz, rois, MESH_SIZE).reshape(n, 2, k, 3)
+
+        iris = frame_pixels(left_iris, right_iris, 5)
+        # the iris network reads eye 1 mirrored, so its boundary points 1 and 3 swap sides; keep that order
+        iris[:, 1] = iris[:, 1, list(IRIS_NETWORK_ORDER_EYE1)]
+        return frame_pixels(left_eye, right_eye, 71), iris
+
+    def _iris_network_eyes(
+        self, tensors: list[torch.Tensor | None], counts: list[int], mesh: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Eye contours (F, 2, 71, 3) and irises (F, 2, 5, 3) from the iris network on two eye crops
+        per face (the subject's left eye mirrored), in frame pixels."""
+        assert self.iris_net is not None
+        eye_rois = roi_ops.eye_rois_tensor(mesh)  # (F, 2, 4)
+        flip = self._eye_flip.repeat(eye_rois.shape[0])
+        eye_in = []
+        start = 0
+        for t, c in zip(tensors, counts, strict=True):
+            if t is None:
+                continue
+            er = eye_rois[start : start + c].reshape(-1, 4)
+            eye_in.append(roi_ops.crop(t, er, IRIS_SIZE, flip[: 2 * c]))
+            start += c
+        raw_contour, raw_iris = self.iris_net(torch.cat(eye_in) / 255.0)
+        flat_eye_rois = eye_rois.reshape(-1, 4)
+        contours = roi_ops.project(raw_contour.reshape(-1, 71, 3), flat_eye_rois, IRIS_SIZE, flip)
+        iris = roi_ops.project(raw_iris.reshape(-1, 5, 3), flat_eye_rois, IRIS_SIZE, flip)
+        return contours.reshape(-1, 2, 71, 3), iris.reshape(-1, 2, 5, 3)
 
     @torch.inference_mode()
     def __call__(self, frames: Frames) -> list[list[FaceLandmarks]]:

@@ -38,5 +38,5 @@ class FaceLandmarks:
     roi: Roi  # the region the mesh network saw
     presence: float  # face-presence score of the mesh network, 0..1
     mesh: np.ndarray  # (468, 3)
-    eye_contours: np.ndarray  # (2, 71, 3) eye contour + brow points of the iris network, per eye
+    eye_contours: np.ndarray  # (2, 71, 3) eye contour + brow points per eye (attention heads or iris net)
     iris: np.ndarray  # (2, 5, 3) iris centre first, then 4 boundary points, per eye

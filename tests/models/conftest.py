@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import json
 import os
 from collections.abc import Callable
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -19,21 +16,6 @@ from models.api import get_model
 from models.pipeline import DigitalMask
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@functools.cache
-def _tool_module(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="session")
-def load_tool() -> Callable[[str], ModuleType]:
-    """A script of tools/ loaded as a module by its name (tools/ is a folder of scripts, not a package)."""
-    return _tool_module
 
 
 @pytest.fixture(scope="session")

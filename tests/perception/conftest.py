@@ -1,5 +1,5 @@
 """Shared fixtures of the perception tests: real photos from the shared DEV set, one FacePerception
-per session (loading the four networks takes ~0.5 s), and the reference .tflite models."""
+per session (loading the networks takes ~0.5 s), and the reference .tflite models."""
 
 from __future__ import annotations
 

@@ -17,6 +17,19 @@ TFLITE_FILES = (
     "iris_landmark.tflite",
 )
 
+# A spread of the DEV photos: high-res colour, LFW 250x250, 150x150 grayscale crops, tilted heads,
+# small faces in a group shot (the reference comparisons' inputs).
+REFERENCE_PHOTOS = (
+    "faces/angelina_jolie/1.jpg",
+    "faces/barack_obama/2.png",
+    "faces/george_w_bush/1.jpg",
+    "faces/jim_parsons/2.png",
+    "faces/kate_winslet/3.jpg",
+    "faces/megan_fox/4.jpg",
+    "faces/_groups/friends_cast.jpg",
+    "faces/_groups/obama_and_biden.jpg",
+)
+
 
 def shared_data_dir() -> Path:
     return Path(os.environ.get("DMASK_SHARED_DATA", REPO.parent / "shared" / "data"))

@@ -19,26 +19,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from perception_support import load_rgb
+from perception_support import REFERENCE_PHOTOS, load_rgb
 
 from models.perception import FacePerception
 from models.perception import roi as roi_ops
 from models.perception.types import Roi
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
-
-# A spread of the DEV photos: high-res colour, LFW 250x250, 150x150 grayscale crops, tilted heads,
-# small faces in a group shot.
-PHOTOS = (
-    "faces/angelina_jolie/1.jpg",
-    "faces/barack_obama/2.png",
-    "faces/george_w_bush/1.jpg",
-    "faces/jim_parsons/2.png",
-    "faces/kate_winslet/3.jpg",
-    "faces/megan_fox/4.jpg",
-    "faces/_groups/friends_cast.jpg",
-    "faces/_groups/obama_and_biden.jpg",
-)
 
 
 class TFLite:
@@ -79,8 +66,15 @@ def short_perception() -> FacePerception:
 
 
 @pytest.fixture(scope="module")
+def iris_perception() -> FacePerception:
+    """The face_landmark + iris_landmark networks that LiteRT can run (the default attention mesh is
+    checked against MediaPipe's runtime in test_attention_mesh.py)."""
+    return FacePerception(eyes="iris")
+
+
+@pytest.fixture(scope="module")
 def photos(shared_data: Path) -> dict[str, np.ndarray]:
-    return {p: load_rgb(shared_data / p) for p in PHOTOS}
+    return {p: load_rgb(shared_data / p) for p in REFERENCE_PHOTOS}
 
 
 def _nchw(x: np.ndarray) -> torch.Tensor:
@@ -261,8 +255,9 @@ def test_detections_match_reference_pipeline(
 
 
 def test_mesh_and_iris_match_reference_pipeline(
-    photos: dict[str, np.ndarray], tflite: dict[str, TFLite], perception: FacePerception
+    photos: dict[str, np.ndarray], tflite: dict[str, TFLite], iris_perception: FacePerception
 ) -> None:
+    perception = iris_perception
     results = perception(list(photos.values()))
     mesh_err: list[float] = []
     iris_err: list[float] = []
@@ -304,8 +299,10 @@ def test_mesh_and_iris_match_reference_pipeline(
 
 
 def test_iris_raw_outputs_match_tflite(
-    photos: dict[str, np.ndarray], tflite: dict[str, TFLite], perception: FacePerception
+    photos: dict[str, np.ndarray], tflite: dict[str, TFLite], iris_perception: FacePerception
 ) -> None:
+    perception = iris_perception
+    assert perception.iris_net is not None
     img = photos["faces/angelina_jolie/1.jpg"]
     face = perception([img])[0][0]
     fr = perception._frame_tensor(img)
