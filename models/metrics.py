@@ -85,7 +85,10 @@ def detect_blinks(aperture: np.ndarray, fps: float) -> list[dict[str, float]]:
             start = i
         elif not c and start is not None:
             seg = mean[start:i]
-            low = start + int(np.nanargmin(seg))
+            # the middle of the frames at the minimum: a shut eye reads 0 mm for several frames, and
+            # the first of them is not the blink's deepest moment
+            at_min = np.flatnonzero(seg <= np.nanmin(seg))
+            low = start + int(at_min[len(at_min) // 2])
             blinks.append(
                 {
                     "start_s": start / fps,

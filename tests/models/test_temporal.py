@@ -21,6 +21,18 @@ def test_a_100_ms_blink_survives_the_filter_at_25_and_30_fps() -> None:
         assert len(blinks) == 1
 
 
+def test_a_blink_is_timed_at_the_middle_of_its_shut_frames() -> None:
+    """A complete blink reads 0 mm for several frames; its moment is the middle of them, not the first
+    (an independent reader's minimum falls there, and events are matched within two frames)."""
+    aperture = np.full(60, 9.0)
+    aperture[20:23] = 4.0  # closing
+    aperture[23:30] = 0.0  # shut for seven frames
+    aperture[30:32] = 4.0  # opening
+    (blink,) = detect_blinks(np.stack([aperture, aperture], axis=1), 30.0)
+    assert blink["frame"] == 26
+    assert blink["min_aperture_mm"] == 0.0
+
+
 def test_a_5_hz_oscillation_keeps_most_of_its_amplitude() -> None:
     for fps in (25.0, 30.0):
         t = np.arange(int(fps * 6)) / fps
