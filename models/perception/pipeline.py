@@ -78,8 +78,8 @@ class FacePerception:
         the frame (tight portrait crops); shrinking them brings them into its trained size range.
         None disables the second pass. ``num_threads`` sets torch's intra-op threads (process-wide).
         ``eyes`` picks who reads the eyelids and irises: "attention", the attention mesh's own eye and
-        iris heads (one network for mesh and eyes; see EyeReader), or "iris", the separate iris network
-        on two eye crops per face.
+        iris heads (one network for mesh and eyes), or "iris", the separate iris network on two eye
+        crops per face.
         """
         if detector not in ("short", "full"):
             raise ValueError(f"detector must be 'short' or 'full', not {detector!r}")
@@ -92,7 +92,6 @@ class FacePerception:
         self.min_detection_score = float(min_detection_score)
         self.zoom_out_fallback = zoom_out_fallback
         self.detector_net: GraphNet = self._prepare(build(self.detector_config.weights))
-        self.eyes: EyeReader = eyes
         self.mesh_net: GraphNet = self._prepare(
             build("face_landmark_with_attention" if eyes == "attention" else "face_landmark")
         )
