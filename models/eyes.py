@@ -140,12 +140,13 @@ def calibrate_closure(state: EyeState) -> EyeState:
     )
 
 
-# The second lid reader (the face mesh's own eye rings) is noisy in a different way from the iris network's
+# The second lid reader (the face mesh's own eye rings) is noisy in a different way from the eye reader's
 # contour, so between the extremes the two are averaged; but the rings never close (on the shared videos'
 # shut eyes they stand 0.34-0.52 iris diameters apart), so as the contour closes the rings are let go:
 # full weight from 0.7 of the eye's median aperture, none below 0.4 (models/README.md, "A second lid
 # reader": the exported metrics against dlib on the originals, aperture r 0.733 -> 0.760, blink F1
-# 0.623 -> 0.630).
+# 0.623 -> 0.630). Those constants were chosen with the iris network's contour; the attention mesh's
+# contour, the default reader since, has not been re-tuned.
 MESH_RING_WEIGHT = 0.5
 _MESH_RING_FROM, _MESH_RING_FULL = 0.4, 0.7
 

@@ -59,6 +59,7 @@ class TrackReconstruction:
 # what a track keeps per frame is its landmarks (models/tracking.py), its pose and its eye numbers.
 _CHUNK = LANDMARK_BLOCK
 _NEUTRAL_SAMPLES = 1500
+_RING_POINTS = [i for ring in REFINED_RING for i in ring]  # in TrackLandmarks.mesh_rings order
 
 
 def _to_head(p: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -124,11 +125,13 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         state = measure_eyes(head, head_iris, diameter=ruler)
         seen = iris_along_eye_seen(marks.points(lo, hi), marks.iris(lo, hi))  # image landmarks, on the host
         eye_parts.append(replace(state, iris_u=seen))  # along the eye as the camera saw it (see there)
-        mesh_pts = pts.clone()  # the second lid reader: the mesh's own eye rings (eyes.blend_lid_readers)
-        rings = torch.as_tensor(marks.mesh_rings(lo, hi), dtype=mesh_pts.dtype, device=device)
-        for e, ring in enumerate(REFINED_RING):
-            mesh_pts[:, list(ring), :2] = rings[:, e]
-        mesh_head = _to_head(mesh_pts, r, t, sc).cpu().numpy()
+        # the second lid reader: the mesh's own eye rings (eyes.blend_lid_readers), put in place of the
+        # contour's; only those 32 points are taken to the head frame again
+        ring_pts = pts[:, _RING_POINTS].clone()
+        rings = torch.as_tensor(marks.mesh_rings(lo, hi), dtype=pts.dtype, device=device)
+        ring_pts[..., :2] = rings.flatten(1, 2)
+        mesh_head = head.copy()
+        mesh_head[:, _RING_POINTS] = _to_head(ring_pts, r, t, sc).cpu().numpy()
         mesh_apertures.append(measure_eyes(mesh_head, head_iris, diameter=ruler).aperture)
     eyes = blend_lid_readers(calibrate_closure(_concat_eyes(eye_parts)), np.concatenate(mesh_apertures))
     eyes = EyeState(
