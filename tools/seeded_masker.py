@@ -35,8 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
     p.add_argument("--seed", type=int, default=1, help="run seed: the same for the runs being compared")
+    p.add_argument("--fit-iris", action="store_true", help="fit the iris centres to the picture")
     args = p.parse_args(argv)
-    mask_file(args.src, args.dst, model=DigitalMask(appearance_seed=appearance_seed(args.seed, args.src)))
+    model = DigitalMask(appearance_seed=appearance_seed(args.seed, args.src), fit_iris=args.fit_iris)
+    mask_file(args.src, args.dst, model=model)
     return 0
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from . import roi as roi_ops
 from .detection import FULL_RANGE, SHORT_RANGE, decode, ssd_anchor_centers, weighted_nms
 from .graph import GraphNet, build
+from .iris_fit import fit_irises
 from .types import Detection, FaceLandmarks, Roi
 
 MESH_SIZE = 192
@@ -72,6 +73,7 @@ class FacePerception:
         zoom_out_fallback: float | None = 2.0,
         num_threads: int | None = None,
         eyes: EyeReader = "attention",
+        fit_iris: bool = False,
     ) -> None:
         """``zoom_out_fallback``: frames where the detector finds no face are run again shrunk by this
         factor inside the detector input. Why: the full-range model misses faces that fill most of
@@ -79,7 +81,10 @@ class FacePerception:
         None disables the second pass. ``num_threads`` sets torch's intra-op threads (process-wide).
         ``eyes`` picks who reads the eyelids and irises: "attention", the attention mesh's own eye and
         iris heads (one network for mesh and eyes), or "iris", the separate iris network on two eye
-        crops per face.
+        crops per face. ``fit_iris`` moves each iris centre along its eye to where the picture's dark
+        disc is (iris_fit.py says why; measured, not yet the default: models/README.md, "The iris
+        fitted to the picture"); off, the iris is the networks' own reading, as the reference runtimes
+        give it.
         """
         if detector not in ("short", "full"):
             raise ValueError(f"detector must be 'short' or 'full', not {detector!r}")
@@ -96,6 +101,7 @@ class FacePerception:
             build("face_landmark_with_attention" if eyes == "attention" else "face_landmark")
         )
         self.iris_net: GraphNet | None = self._prepare(build("iris_landmark")) if eyes == "iris" else None
+        self.fit_iris = fit_iris
         self._anchors = torch.from_numpy(ssd_anchor_centers(self.detector_config)).to(self.device)
         self._eye_flip = torch.tensor(roi_ops.EYE_FLIPPED, device=self.device)
 
@@ -221,6 +227,8 @@ class FacePerception:
             contours, iris = self._attention_eyes(outputs, all_rois)
         else:
             contours, iris = self._iris_network_eyes(tensors, counts, mesh)
+        if self.fit_iris:
+            iris = self._fit_irises(tensors, counts, contours, iris)
 
         mesh_np = mesh.cpu().numpy()
         presence_np = presence.cpu().numpy()
@@ -285,6 +293,22 @@ class FacePerception:
         contours = roi_ops.project(raw_contour.reshape(-1, 71, 3), flat_eye_rois, IRIS_SIZE, flip)
         iris = roi_ops.project(raw_iris.reshape(-1, 5, 3), flat_eye_rois, IRIS_SIZE, flip)
         return contours.reshape(-1, 2, 71, 3), iris.reshape(-1, 2, 5, 3)
+
+    @staticmethod
+    def _fit_irises(
+        tensors: list[torch.Tensor | None], counts: list[int], contours: torch.Tensor, iris: torch.Tensor
+    ) -> torch.Tensor:
+        """Irises (F, 2, 5, 3) with their centres fitted to each face's own frame."""
+        parts = []
+        start = 0
+        for t, c in zip(tensors, counts, strict=True):
+            if t is None:
+                continue
+            rings = contours[start : start + c, :, :16].reshape(-1, 16, 3)
+            fitted = fit_irises(t, rings, iris[start : start + c].reshape(-1, 5, 3))
+            parts.append(fitted.reshape(c, 2, 5, 3))
+            start += c
+        return torch.cat(parts)
 
     @torch.inference_mode()
     def __call__(self, frames: Frames) -> list[list[FaceLandmarks]]:
