@@ -52,9 +52,7 @@ def _kernels(device: torch.device) -> torch.Tensor:
     return torch.stack([disc, ring])[:, None]
 
 
-def eye_crop_rois(
-    rings: torch.Tensor, iris: torch.Tensor, diameter: torch.Tensor | None = None
-) -> torch.Tensor:
+def eye_crop_rois(rings: torch.Tensor, iris: torch.Tensor) -> torch.Tensor:
     """(n, 16, 2) eye rings and (n, 5, 2) irises -> (n, 4) crop ROIs centred on the network's iris,
     CROP_DIAMETERS iris diameters wide, rotated so that the eye line runs along the crop's x axis.
 
@@ -62,9 +60,8 @@ def eye_crop_rois(
     is on; callers read the fit as a position along that axis."""
     axis = rings[:, RING_INNER] - rings[:, RING_OUTER]
     rotation = torch.atan2(axis[:, 1], axis[:, 0])
-    if diameter is None:
-        b = iris[:, 1:5]
-        diameter = 0.5 * ((b[:, 0] - b[:, 2]).norm(dim=-1) + (b[:, 1] - b[:, 3]).norm(dim=-1))
+    b = iris[:, 1:5]
+    diameter = 0.5 * ((b[:, 0] - b[:, 2]).norm(dim=-1) + (b[:, 1] - b[:, 3]).norm(dim=-1))
     centre = iris[:, 0]
     return torch.stack([centre[:, 0], centre[:, 1], diameter * CROP_DIAMETERS, rotation], dim=-1)
 
@@ -93,10 +90,10 @@ def opening_mask(polygon: torch.Tensor, res: int) -> torch.Tensor:
     return (crossings % 2 == 1).float()
 
 
-def fit_along_eye(crops: torch.Tensor, opening: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def fit_along_eye(crops: torch.Tensor, opening: torch.Tensor) -> torch.Tensor:
     """Grey crops (n, res, res), centred on the network's iris with the eye line along x, and their
-    openings -> (shift along x in crop pixels, contrast in grey levels) of the best dark disc, per
-    crop. The shift is 0 where no disc could be fitted."""
+    openings -> (n,) shift along x, in crop pixels, of the best dark disc; 0 where no disc could be
+    fitted."""
     n, res, _ = crops.shape
     maps = torch.stack([opening, opening * crops], dim=1).reshape(n * 2, 1, res, res)
     kern = _kernels(crops.device)
@@ -122,14 +119,10 @@ def fit_along_eye(crops: torch.Tensor, opening: torch.Tensor) -> tuple[torch.Ten
     sub = torch.where(ok, 0.5 * (left - right) / torch.where(ok, curvature, -torch.ones_like(curvature)), 0.0)
     shift = grid[col] + sub.clamp(-0.5, 0.5)
     fitted = torch.isfinite(best) & (best >= MIN_CONTRAST)
-    return torch.where(fitted, shift, torch.zeros_like(shift)), torch.where(
-        fitted, best, torch.zeros_like(best)
-    )
+    return torch.where(fitted, shift, torch.zeros_like(shift))
 
 
-def fit_irises(
-    frame: torch.Tensor, rings: torch.Tensor, iris: torch.Tensor, diameter: torch.Tensor | None = None
-) -> torch.Tensor:
+def fit_irises(frame: torch.Tensor, rings: torch.Tensor, iris: torch.Tensor) -> torch.Tensor:
     """The irises of one frame with their centres fitted along the eye.
 
     frame: (1, 3, H, W) RGB 0..255; rings: (n, 16, >=2) eye rings (the eye contours' first 16 points);
@@ -138,13 +131,13 @@ def fit_irises(
     if iris.shape[0] == 0:
         return iris
     res = int(round(CROP_DIAMETERS * 2 * FIT_RADIUS_PX))
-    rois = eye_crop_rois(rings[..., :2], iris[..., :2], diameter)
+    rois = eye_crop_rois(rings[..., :2], iris[..., :2])
     luma = torch.tensor(_LUMA, device=frame.device, dtype=frame.dtype).reshape(1, 3, 1, 1)
     grey = (frame * luma).sum(dim=1, keepdim=True)
     fine = roi_ops.crop(grey, rois, res * SUPERSAMPLE)
     crops = F.avg_pool2d(fine, SUPERSAMPLE)[:, 0]
     polygon = _to_crop(rings[:, list(OPENING_POLYGON), :2], rois, res)
-    shift, _ = fit_along_eye(crops, opening_mask(polygon, res))
+    shift = fit_along_eye(crops, opening_mask(polygon, res))
     step = rois[:, 2] / res  # frame pixels per crop pixel
     along = torch.stack([torch.cos(rois[:, 3]), torch.sin(rois[:, 3])], dim=-1)
     moved = iris.clone()
