@@ -2,11 +2,13 @@
 by the exported eye metrics and, on the mask, by the evaluation tool's dlib reader.
 
     python tools/phantom_table.py [--videos livep_d18 livep_d11 livep_s18 livep_d6] [--frames 90]
+                                  [--fit-iris] [--out FILE]
 
 Prints a Markdown table (sign, eye, size, expected, tolerance; the sign as the exported metrics, the
 reader on the phantom itself and the reader on its mask measure it, each with pass/fail) and
-writes benchmarks/results/phantoms_<date>.json. Needs the eval venv (DMASK_MASKEVAL_PYTHON or
-.venv-eval/bin/python).
+writes benchmarks/results/phantoms_<date>.json (or --out). --fit-iris masks with the iris fitted to the
+picture (perception/iris_fit.py) for the exported metrics and the mask. Needs the eval venv
+(DMASK_MASKEVAL_PYTHON or .venv-eval/bin/python).
 """
 
 from __future__ import annotations
@@ -68,7 +70,9 @@ def _read(video: Path) -> list[Any]:
     return frames
 
 
-def run(video: Path, frames_n: int, work: Path, perception: FacePerception) -> list[dict[str, Any]]:
+def run(
+    video: Path, frames_n: int, work: Path, perception: FacePerception, fit_iris: bool = False
+) -> list[dict[str, Any]]:
     whole, fps = phantoms.read_clip(video)  # the wink's shut eye may come from anywhere in the video
     frames = whole[:frames_n]
     ruler = phantoms.px_per_mm(phantoms.measure(frames[::10], perception))
@@ -83,7 +87,8 @@ def run(video: Path, frames_n: int, work: Path, perception: FacePerception) -> l
         phantoms.write_clip(src, made, fps)
         # one appearance draw for every phantom of a video, so that a sign is compared with its clip
         # under the same draw (a fresh model each time: a model's draws follow one another)
-        metrics = mask_file(src, dst, model=DigitalMask(appearance_seed=APPEARANCE_SEED)).metrics
+        model = DigitalMask(appearance_seed=APPEARANCE_SEED, fit_iris=fit_iris)
+        metrics = mask_file(src, dst, model=model).metrics
         got[sign] = (metrics, _read(dst), _read(src))
     (bm, bd, bo) = got["none"]
     rows: list[dict[str, Any]] = []
@@ -225,6 +230,8 @@ def main() -> int:
     # clips whose first frames hold both eyes open and the gaze steady, so that the sign is all that changes
     ap.add_argument("--videos", nargs="+", default=["livep_d18", "livep_d11", "livep_s18", "livep_d6"])
     ap.add_argument("--frames", type=int, default=90)
+    ap.add_argument("--fit-iris", action="store_true", help="mask with the iris fitted to the picture")
+    ap.add_argument("--out", type=Path, help="results file (default benchmarks/results/phantoms_<date>.json)")
     ap.add_argument(
         "--data",
         type=Path,
@@ -235,7 +242,7 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for v in a.videos:
-            rows += run(a.data / "videos" / f"{v}.mp4", a.frames, Path(tmp), perception)
+            rows += run(a.data / "videos" / f"{v}.mp4", a.frames, Path(tmp), perception, a.fit_iris)
 
     def fmt(xs: list[float]) -> str:
         return ", ".join(f"{x:.2f}" for x in xs)
@@ -262,8 +269,10 @@ def main() -> int:
             ok = r["pass_" + key.removesuffix("_dlib")]
             cells.append(f"{fmt(r[key])} ({verdict(ok)})")
         print("| " + " | ".join(cells) + " |")
-    out = REPO / "benchmarks" / "results" / f"phantoms_{dt.date.today().isoformat()}.json"
-    out.write_text(json.dumps({"frames": a.frames, "rows": rows}, indent=1, default=float))
+    out = a.out or REPO / "benchmarks" / "results" / f"phantoms_{dt.date.today().isoformat()}.json"
+    out.write_text(
+        json.dumps({"frames": a.frames, "fit_iris": a.fit_iris, "rows": rows}, indent=1, default=float)
+    )
     print(f"\nwritten {out}")
     return 0
 
