@@ -90,34 +90,46 @@ def opening_mask(polygon: torch.Tensor, res: int) -> torch.Tensor:
     return (crossings % 2 == 1).float()
 
 
+def _window(res: int, reach: float) -> tuple[int, int]:
+    """The crop indices [lo, hi) whose pixel centres lie within ``reach`` crop pixels of the centre."""
+    grid = torch.arange(res, dtype=torch.float64) + 0.5 - res / 2
+    inside = torch.nonzero(grid.abs() <= reach).flatten()
+    return int(inside[0]), int(inside[-1]) + 1
+
+
 def fit_along_eye(crops: torch.Tensor, opening: torch.Tensor) -> torch.Tensor:
     """Grey crops (n, res, res), centred on the network's iris with the eye line along x, and their
     openings -> (n,) shift along x, in crop pixels, of the best dark disc; 0 where no disc could be
-    fitted."""
+    fitted.
+
+    The filter is evaluated only at the candidate centres inside the search window (a valid
+    convolution over the window plus the kernel's reach): the same scores as a full-crop convolution at
+    a twentieth of its cost."""
     n, res, _ = crops.shape
-    maps = torch.stack([opening, opening * crops], dim=1).reshape(n * 2, 1, res, res)
+    diameter = 2 * FIT_RADIUS_PX
+    r0, r1 = _window(res, SEARCH_ACROSS * diameter)
+    c0, c1 = _window(res, SEARCH_ALONG * diameter)
     kern = _kernels(crops.device)
-    sums = F.conv2d(maps, kern, padding=kern.shape[-1] // 2).reshape(n, 2, 2, res, res)
+    reach = kern.shape[-1] // 2
+    maps = F.pad(torch.stack([opening, opening * crops], dim=1), (reach, reach, reach, reach))
+    maps = maps[:, :, r0 : r1 + 2 * reach, c0 : c1 + 2 * reach]
+    rows, cols = r1 - r0, c1 - c0
+    sums = F.conv2d(maps.reshape(n * 2, 1, *maps.shape[-2:]), kern).reshape(n, 2, 2, rows, cols)
     (disc_n, ring_n), (disc_s, ring_s) = sums[:, 0].unbind(1), sums[:, 1].unbind(1)
     disc_area, ring_area = kern[0].sum(), kern[1].sum()
     valid = (disc_n > MIN_DISC_COVER * disc_area) & (ring_n > MIN_RING_COVER * ring_area)
     score = ring_s / ring_n.clamp(min=1e-6) - disc_s / disc_n.clamp(min=1e-6)
-    grid = torch.arange(res, dtype=crops.dtype, device=crops.device) + 0.5 - res / 2
-    diameter = 2 * FIT_RADIUS_PX
-    window = (grid[None, :].abs() <= SEARCH_ALONG * diameter) & (
-        grid[:, None].abs() <= SEARCH_ACROSS * diameter
-    )
-    score = torch.where(valid & window, score, torch.full_like(score, -torch.inf))
-    flat = score.reshape(n, -1)
-    best, k = flat.max(dim=1)
-    row, col = k // res, k % res
-    # sub-pixel: a parabola through the best column and its neighbours
-    left = score[torch.arange(n), row, (col - 1).clamp(min=0)]
-    right = score[torch.arange(n), row, (col + 1).clamp(max=res - 1)]
+    score = torch.where(valid, score, torch.full_like(score, -torch.inf))
+    best, k = score.reshape(n, -1).max(dim=1)
+    row, col = k // cols, k % cols
+    # sub-pixel: a parabola through the best column and its neighbours (none beyond the window)
+    edged = F.pad(score, (1, 1), value=-torch.inf)
+    left = edged[torch.arange(n), row, col]
+    right = edged[torch.arange(n), row, col + 2]
     curvature = left - 2 * best + right
     ok = torch.isfinite(left) & torch.isfinite(right) & (curvature < 0)
     sub = torch.where(ok, 0.5 * (left - right) / torch.where(ok, curvature, -torch.ones_like(curvature)), 0.0)
-    shift = grid[col] + sub.clamp(-0.5, 0.5)
+    shift = (c0 + col).to(crops.dtype) + 0.5 - res / 2 + sub.clamp(-0.5, 0.5)
     fitted = torch.isfinite(best) & (best >= MIN_CONTRAST)
     return torch.where(fitted, shift, torch.zeros_like(shift))
 
@@ -132,10 +144,10 @@ def fit_irises(frame: torch.Tensor, rings: torch.Tensor, iris: torch.Tensor) -> 
         return iris
     res = int(round(CROP_DIAMETERS * 2 * FIT_RADIUS_PX))
     rois = eye_crop_rois(rings[..., :2], iris[..., :2])
+    # sampled in colour and made grey afterwards: the same (sampling is linear) without a whole grey frame
+    fine = roi_ops.crop(frame, rois, res * SUPERSAMPLE)
     luma = torch.tensor(_LUMA, device=frame.device, dtype=frame.dtype).reshape(1, 3, 1, 1)
-    grey = (frame * luma).sum(dim=1, keepdim=True)
-    fine = roi_ops.crop(grey, rois, res * SUPERSAMPLE)
-    crops = F.avg_pool2d(fine, SUPERSAMPLE)[:, 0]
+    crops = F.avg_pool2d((fine * luma).sum(dim=1, keepdim=True), SUPERSAMPLE)[:, 0]
     polygon = _to_crop(rings[:, list(OPENING_POLYGON), :2], rois, res)
     shift = fit_along_eye(crops, opening_mask(polygon, res))
     step = rois[:, 2] / res  # frame pixels per crop pixel
