@@ -77,11 +77,11 @@ class DigitalMask:
         batch_size: int = 8,
         detector: str = "full",
         appearance_seed: int | None = None,
-        fit_iris: bool = False,
+        fit_iris: bool = True,
     ) -> None:
         """``appearance_seed`` fixes the per-sequence rendering nuisances (tests, reproducible runs);
         by default each photo or video gets a fresh draw from the OS's random source. ``fit_iris``
-        fits each iris centre to the picture (FacePerception says why; not yet the default)."""
+        fits each iris centre to the picture (FacePerception says why); off, the networks' reading."""
         self.device = resolve_device(device)
         self.batch_size = batch_size
         self.perception = FacePerception(device=self.device, detector=detector, fit_iris=fit_iris)  # type: ignore[arg-type]

@@ -2,12 +2,12 @@
 by the exported eye metrics and, on the mask, by the evaluation tool's dlib reader.
 
     python tools/phantom_table.py [--videos livep_d18 livep_d11 livep_s18 livep_d6] [--frames 90]
-                                  [--fit-iris] [--out FILE]
+                                  [--no-fit-iris] [--out FILE]
 
 Prints a Markdown table (sign, eye, size, expected, tolerance; the sign as the exported metrics, the
 reader on the phantom itself and the reader on its mask measure it, each with pass/fail) and
-writes benchmarks/results/phantoms_<date>.json (or --out). --fit-iris masks with the iris fitted to the
-picture (perception/iris_fit.py) for the exported metrics and the mask. Needs the eval venv
+writes benchmarks/results/phantoms_<date>.json (or --out). --no-fit-iris masks with the networks' own
+iris reading instead of the iris fitted to the picture (perception/iris_fit.py). Needs the eval venv
 (DMASK_MASKEVAL_PYTHON or .venv-eval/bin/python).
 """
 
@@ -230,7 +230,12 @@ def main() -> int:
     # clips whose first frames hold both eyes open and the gaze steady, so that the sign is all that changes
     ap.add_argument("--videos", nargs="+", default=["livep_d18", "livep_d11", "livep_s18", "livep_d6"])
     ap.add_argument("--frames", type=int, default=90)
-    ap.add_argument("--fit-iris", action="store_true", help="mask with the iris fitted to the picture")
+    ap.add_argument(
+        "--fit-iris",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="mask with the iris fitted to the picture (the default); --no-fit-iris: the networks' reading",
+    )
     ap.add_argument("--out", type=Path, help="results file (default benchmarks/results/phantoms_<date>.json)")
     ap.add_argument(
         "--data",
@@ -238,7 +243,7 @@ def main() -> int:
         default=Path(os.environ.get("DMASK_SHARED_DATA", REPO.parent / "shared" / "data")),
     )
     a = ap.parse_args()
-    perception = FacePerception("cpu")
+    perception = FacePerception("cpu", fit_iris=False)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for v in a.videos:

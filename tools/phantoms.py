@@ -394,7 +394,7 @@ def make(
     donors: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """One sign added to ``frames`` ("none": the frames unchanged, the comparison clip)."""
-    p = perception or FacePerception("cpu")
+    p = perception or FacePerception("cpu", fit_iris=False)
     if sign == "ptosis":
         return ptosis(frames, eye, mm, p)
     if sign == "squint":

@@ -35,7 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("src", type=Path)
     p.add_argument("dst", type=Path)
     p.add_argument("--seed", type=int, default=1, help="run seed: the same for the runs being compared")
-    p.add_argument("--fit-iris", action="store_true", help="fit the iris centres to the picture")
+    p.add_argument(
+        "--fit-iris",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fit the iris centres to the picture (the default); --no-fit-iris keeps the networks' reading",
+    )
     args = p.parse_args(argv)
     model = DigitalMask(appearance_seed=appearance_seed(args.seed, args.src), fit_iris=args.fit_iris)
     mask_file(args.src, args.dst, model=model)

@@ -73,7 +73,7 @@ class FacePerception:
         zoom_out_fallback: float | None = 2.0,
         num_threads: int | None = None,
         eyes: EyeReader = "attention",
-        fit_iris: bool = False,
+        fit_iris: bool = True,
     ) -> None:
         """``zoom_out_fallback``: frames where the detector finds no face are run again shrunk by this
         factor inside the detector input. Why: the full-range model misses faces that fill most of
@@ -81,10 +81,9 @@ class FacePerception:
         None disables the second pass. ``num_threads`` sets torch's intra-op threads (process-wide).
         ``eyes`` picks who reads the eyelids and irises: "attention", the attention mesh's own eye and
         iris heads (one network for mesh and eyes), or "iris", the separate iris network on two eye
-        crops per face. ``fit_iris`` moves each iris centre along its eye to where the picture's dark
-        disc is (iris_fit.py says why; measured, not yet the default: models/README.md, "The iris
-        fitted to the picture"); off, the iris is the networks' own reading, as the reference runtimes
-        give it.
+        crops per face. ``fit_iris`` (the default) moves each iris centre along its eye to where the
+        picture's dark disc is (iris_fit.py says why; measured in models/README.md, "The iris fitted to
+        the picture"); off, the iris is the networks' own reading, as the reference runtimes give it.
         """
         if detector not in ("short", "full"):
             raise ValueError(f"detector must be 'short' or 'full', not {detector!r}")

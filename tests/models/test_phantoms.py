@@ -1,8 +1,10 @@
 """Clinical-sign phantoms (issue #14, item 4): one sign of known size added to a real clip must be
 recovered by the exported eye metrics on the correct eye, and carried by the mask: the evaluation
-tool's independent dlib reader must see on the mask what it sees on the phantom itself (it does not see
-every sign at its full size even there: a shut eye never reads 0 mm to it, and its shape model pulls
-the other eye along). Each sign is compared with the same clip untouched."""
+tool's independent dlib reader must see on the mask what it sees on the phantom itself, or more of the
+truth (it does not see every sign at its full size even on the phantom: a shut eye never reads 0 mm to
+it, its shape model pulls the other eye along, and it sees almost none of the ptosis; a mask that shows
+more of the true sign than the reader finds on the phantom carries the sign). Each sign is compared with
+the same clip untouched."""
 
 from __future__ import annotations
 
@@ -89,6 +91,12 @@ def _dlib_median(reading: dict[str, Any], key: str, eye: int, frames: slice = sl
     return _median([None if f is None else f[key] for f in reading["frames"][frames]], eye)
 
 
+def _carried(on_mask: list[float], on_phantom: list[float], truth: list[float], tol: float) -> bool:
+    """Per eye, the reader's reading of the mask is within ``tol`` of its reading of the phantom, or
+    nearer the truth than that."""
+    return all(abs(m - t) <= abs(p - t) + tol for m, p, t in zip(on_mask, on_phantom, truth, strict=True))
+
+
 def _change(sign: dict[str, Any], base: dict[str, Any], key: str, ruler: float, frames: slice = slice(None)):
     """Per eye, the reader's median ``key`` on the sign minus on the untouched clip, in mm."""
     return [
@@ -96,7 +104,7 @@ def _change(sign: dict[str, Any], base: dict[str, Any], key: str, ruler: float, 
     ]
 
 
-@_not_met("MRD1 drops 0.38 of 2 mm on this small face")
+@_not_met("MRD1 drops 0.43 of 2 mm on this small face")
 def test_ptosis_lowers_mrd1_of_that_eye_only(masked) -> None:
     base, _, _ = masked("none")
     sign, _, _ = masked("ptosis", eye="right", mm=2.0)
@@ -111,14 +119,14 @@ def test_ptosis_reads_on_the_mask_as_on_the_phantom(masked, ruler: float) -> Non
     _, mask, phantom = masked("ptosis", eye="right", mm=2.0)
     on_mask = _change(mask, base_mask, "aperture_px", ruler)
     on_phantom = _change(phantom, base_phantom, "aperture_px", ruler)
-    assert all(abs(m - p) <= 0.5 for m, p in zip(on_mask, on_phantom, strict=True)), (on_mask, on_phantom)
+    assert _carried(on_mask, on_phantom, [-2.0, 0.0], 0.5), (on_mask, on_phantom)
 
 
 def _deg(mm: float) -> float:
     return float(rotation_deg(np.asarray(mm)))
 
 
-@_not_met("OS rotation reads 10.4 of 15 degrees (the attention iris head under-reads the shift)")
+@_not_met("OS rotation reads 12.2 of 15 degrees (the iris fitted to the picture; the network read 10.4)")
 def test_squint_moves_the_iris_offset_of_that_eye_only(masked) -> None:
     base, _, _ = masked("none")
     sign, _, _ = masked("squint", eye="left", deg=15.0)
@@ -128,13 +136,13 @@ def test_squint_moves_the_iris_offset_of_that_eye_only(masked) -> None:
     assert abs(_deg(shift[OD])) <= 2.0, shift
 
 
-@_not_met("the mask carries 7.5 of the 12.7 degrees the reader sees on the phantom")
+@_not_met("the mask carries 8.3 of the 12.8 degrees the reader sees on the phantom")
 def test_squint_reads_on_the_mask_as_on_the_phantom(masked, ruler: float) -> None:
     _, base_mask, base_phantom = masked("none")
     _, mask, phantom = masked("squint", eye="left", deg=15.0)
     on_mask = [_deg(x) for x in _change(mask, base_mask, "pupil_h_px", ruler)]
     on_phantom = [_deg(x) for x in _change(phantom, base_phantom, "pupil_h_px", ruler)]
-    assert all(abs(m - p) <= 2.0 for m, p in zip(on_mask, on_phantom, strict=True)), (on_mask, on_phantom)
+    assert _carried(on_mask, on_phantom, [0.0, 15.0], 2.0), (on_mask, on_phantom)
 
 
 def test_nystagmus_frequency_is_recovered(masked) -> None:
@@ -143,7 +151,6 @@ def test_nystagmus_frequency_is_recovered(masked) -> None:
     assert osc is not None and abs(osc["frequency_hz"] - 3.0) <= 0.3, osc
 
 
-@_not_met("amplitude reads 0.54 of 1.05 mm on this small face")
 def test_nystagmus_amplitude_is_recovered(masked) -> None:
     sign, _, _ = masked("nystagmus", eye="both", hz=3.0, deg=5.0)
     osc = sign["summary"]["oscillation"]
@@ -159,9 +166,11 @@ def test_wink_closes_that_eye_only(masked) -> None:
     assert all(abs(r[OS] - open_os) <= 0.5 for r in shut), (shut, open_os)
 
 
+@_not_met("the reader sees OD close 2.2 mm on the mask against 2.8 mm on the phantom")
 def test_wink_reads_on_the_mask_as_on_the_phantom(masked, ruler: float) -> None:
     _, base_mask, base_phantom = masked("none")
     _, mask, phantom = masked("wink", eye="right", start=40, n=6)
     on_mask = _change(mask, base_mask, "aperture_px", ruler, WINK)
     on_phantom = _change(phantom, base_phantom, "aperture_px", ruler, WINK)
-    assert all(abs(m - p) <= 0.5 for m, p in zip(on_mask, on_phantom, strict=True)), (on_mask, on_phantom)
+    shut = -_dlib_median(base_phantom, "aperture_px", OD, WINK) / ruler  # the truth: OD shut, OS as it was
+    assert _carried(on_mask, on_phantom, [shut, 0.0], 0.5), (on_mask, on_phantom)

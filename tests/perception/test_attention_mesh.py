@@ -41,8 +41,9 @@ def test_outputs_match_mediapipe_runtime(
         ours = perception.mesh_net(x)
     for name, value in zip(reference_tool.OUTPUTS, ours, strict=True):
         diff = np.abs(value.reshape(len(crops), -1).numpy() - recorded[name])
-        # landmarks are 192-px crop pixels; 0.01 px is float noise, a wrong operator is pixels off
-        assert diff.max() < 0.01, f"{name}: max |diff| {diff.max():.5f} px"
+        # landmarks are 192-px crop pixels; float noise is hundredths of a pixel (up to 0.017 px measured
+        # with torch on 2 threads, whose summation order is not 1 thread's), a wrong operator is pixels off
+        assert diff.max() < 0.05, f"{name}: max |diff| {diff.max():.5f} px"
 
 
 def test_crop_pixels_whose_source_is_off_the_map_are_zero() -> None:
