@@ -10,7 +10,7 @@ Vectorised over any leading dimensions (frames, eyes).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -138,30 +138,6 @@ def calibrate_closure(state: EyeState) -> EyeState:
         iris_v=state.iris_v,
         iris_diameter=state.iris_diameter,
     )
-
-
-# The second lid reader (the face mesh's own eye rings) is noisy in a different way from the eye reader's
-# contour, so between the extremes the two are averaged; but the rings never close (on the shared videos'
-# shut eyes they stand 0.34-0.52 iris diameters apart), so as the contour closes the rings are let go:
-# full weight from 0.7 of the eye's median aperture, none below 0.4 (models/README.md, "A second lid
-# reader": the exported metrics against dlib on the originals, aperture r 0.733 -> 0.760, blink F1
-# 0.623 -> 0.630). Those constants were chosen with the iris network's contour; the attention mesh's
-# contour, the default reader since, has not been re-tuned.
-MESH_RING_WEIGHT = 0.5
-_MESH_RING_FROM, _MESH_RING_FULL = 0.4, 0.7
-
-
-def blend_lid_readers(contour: EyeState, mesh_aperture: np.ndarray) -> EyeState:
-    """The (closure-calibrated) contour's eye state with the mesh rings' aperture blended in, per eye,
-    where the eye is open: (T, 2) arrays. The mesh's aperture is first put on the contour's scale (their
-    medians over the track agree); the upper lid takes the difference, as in calibrate_closure."""
-    aperture = contour.aperture
-    median = np.median(aperture, axis=0).clip(1e-6)
-    mesh = mesh_aperture * (median / np.median(mesh_aperture, axis=0).clip(1e-6))
-    t = ((aperture / median - _MESH_RING_FROM) / (_MESH_RING_FULL - _MESH_RING_FROM)).clip(0.0, 1.0)
-    weight = MESH_RING_WEIGHT * t * t * (3.0 - 2.0 * t)
-    blended = (1.0 - weight) * aperture + weight * mesh
-    return replace(contour, upper=blended - contour.lower)
 
 
 def iris_diameter(iris: np.ndarray) -> np.ndarray:

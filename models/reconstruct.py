@@ -15,7 +15,6 @@ import torch
 
 from models.eyes import (
     EyeState,
-    blend_lid_readers,
     calibrate_closure,
     iris_along_eye_seen,
     iris_diameter,
@@ -24,7 +23,7 @@ from models.eyes import (
 from models.filters import binomial3, median3
 from models.geometry import euler_to_rotation, fit_similarity, rotation_to_euler
 from models.template import EYE_RING, RIGID, load_canonical_face
-from models.tracking import LANDMARK_BLOCK, REFINED_RING, Track, TrackLandmarks
+from models.tracking import LANDMARK_BLOCK, Track, TrackLandmarks
 
 _MAX_EXPRESSION = 1.2  # template units (about cm): larger motion is a landmark error, not a face
 
@@ -59,7 +58,6 @@ class TrackReconstruction:
 # what a track keeps per frame is its landmarks (models/tracking.py), its pose and its eye numbers.
 _CHUNK = LANDMARK_BLOCK
 _NEUTRAL_SAMPLES = 1500
-_RING_POINTS = [i for ring in REFINED_RING for i in ring]  # in TrackLandmarks.mesh_rings order
 
 
 def _to_head(p: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -113,7 +111,6 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
 
     # pass B: the eye state, chunk by chunk
     eye_parts: list[EyeState] = []
-    mesh_apertures: list[np.ndarray] = []
     for lo in range(0, n, _CHUNK):
         hi = min(n, lo + _CHUNK)
         pts, iris = chunk(lo, hi)
@@ -125,15 +122,7 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         state = measure_eyes(head, head_iris, diameter=ruler)
         seen = iris_along_eye_seen(marks.points(lo, hi), marks.iris(lo, hi))  # image landmarks, on the host
         eye_parts.append(replace(state, iris_u=seen))  # along the eye as the camera saw it (see there)
-        # the second lid reader: the mesh's own eye rings (eyes.blend_lid_readers), put in place of the
-        # contour's; only those 32 points are taken to the head frame again
-        ring_pts = pts[:, _RING_POINTS].clone()
-        rings = torch.as_tensor(marks.mesh_rings(lo, hi), dtype=pts.dtype, device=device)
-        ring_pts[..., :2] = rings.flatten(1, 2)
-        mesh_head = head.copy()
-        mesh_head[:, _RING_POINTS] = _to_head(ring_pts, r, t, sc).cpu().numpy()
-        mesh_apertures.append(measure_eyes(mesh_head, head_iris, diameter=ruler).aperture)
-    eyes = blend_lid_readers(calibrate_closure(_concat_eyes(eye_parts)), np.concatenate(mesh_apertures))
+    eyes = calibrate_closure(_concat_eyes(eye_parts))
     eyes = EyeState(
         width=eyes.width,
         upper=median3(eyes.upper),

@@ -37,7 +37,6 @@ class FaceObservation:
 
     points: np.ndarray  # (468, 3) mesh with the eye rings replaced by the eye reader's contour
     iris: np.ndarray  # (2, 5, 3) iris points, z aligned with the mesh
-    mesh_rings: np.ndarray  # (2, 16, 2) the mesh's own eye rings (x, y) that the contour replaced in points
     presence: float
     carried: bool = False  # True when copied from an earlier frame because the face was missed
 
@@ -59,7 +58,6 @@ class TrackLandmarks:
     def __init__(self) -> None:
         self._points: list[np.ndarray] = []  # blocks of (size, 468, 3)
         self._iris: list[np.ndarray] = []  # blocks of (size, 2, 5, 3)
-        self._mesh_rings: list[np.ndarray] = []  # blocks of (size, 2, 16, 2)
         self._presence: list[np.ndarray] = []
         self._frames: list[np.ndarray] = []
         self._carried: list[np.ndarray] = []
@@ -72,7 +70,7 @@ class TrackLandmarks:
     @property
     def held_bytes(self) -> int:
         """Memory the blocks hold, used or not."""
-        blocks = (self._points, self._iris, self._mesh_rings, self._presence, self._frames, self._carried)
+        blocks = (self._points, self._iris, self._presence, self._frames, self._carried)
         return sum(b.nbytes for kind in blocks for b in kind)
 
     def _locate(self, pos: int) -> tuple[int, int]:
@@ -85,14 +83,12 @@ class TrackLandmarks:
             self._starts.append(self._n)
             self._points.append(np.empty((size, 468, 3), dtype=np.float32))
             self._iris.append(np.empty((size, 2, 5, 3), dtype=np.float32))
-            self._mesh_rings.append(np.empty((size, 2, 16, 2), dtype=np.float32))
             self._presence.append(np.empty(size, dtype=np.float32))
             self._frames.append(np.empty(size, dtype=np.int64))
             self._carried.append(np.empty(size, dtype=bool))
         block, k = len(self._points) - 1, self._n - self._starts[-1]
         self._points[block][k] = obs.points
         self._iris[block][k] = obs.iris
-        self._mesh_rings[block][k] = obs.mesh_rings
         self._presence[block][k] = obs.presence
         self._frames[block][k] = frame
         self._carried[block][k] = obs.carried
@@ -104,7 +100,6 @@ class TrackLandmarks:
         return FaceObservation(
             points=self._points[block][k],
             iris=self._iris[block][k],
-            mesh_rings=self._mesh_rings[block][k],
             presence=float(self._presence[block][k]),
             carried=bool(self._carried[block][k]),
         )
@@ -121,9 +116,6 @@ class TrackLandmarks:
 
     def iris(self, lo: int, hi: int) -> np.ndarray:
         return self._range(self._iris, lo, hi)
-
-    def mesh_rings(self, lo: int, hi: int) -> np.ndarray:
-        return self._range(self._mesh_rings, lo, hi)
 
     @property
     def frames(self) -> np.ndarray:
@@ -170,16 +162,13 @@ class Analysis:
 
 def refine(face: FaceLandmarks) -> FaceObservation:
     """Replace the mesh's eye rings by the eye reader's finer eyelid contour (x, y), as the
-    reference pipeline does, and put the iris points at the depth of their eye's ring. The mesh's own
-    rings are kept beside: a second, independent reading of the lids (reconstruct.py blends them)."""
+    reference pipeline does, and put the iris points at the depth of their eye's ring."""
     points = face.mesh.astype(np.float32).copy()
     iris = face.iris.astype(np.float32).copy()
-    rings = np.empty((2, 16, 2), dtype=np.float32)
     for e, ring in enumerate(REFINED_RING):
-        rings[e] = points[list(ring), :2]
         points[list(ring), :2] = face.eye_contours[e, :16, :2]
         iris[e, :, 2] = points[list(ring), 2].mean()
-    return FaceObservation(points=points, iris=iris, mesh_rings=rings, presence=float(face.presence))
+    return FaceObservation(points=points, iris=iris, presence=float(face.presence))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -274,9 +263,7 @@ class FaceTracker:
                 still.append(track)
             elif track.missed < self.carry_frames:
                 last = track.last()
-                track.landmarks.append(
-                    index, FaceObservation(last.points, last.iris, last.mesh_rings, last.presence, True)
-                )
+                track.landmarks.append(index, FaceObservation(last.points, last.iris, last.presence, True))
                 track.missed += 1
                 still.append(track)
         new_tracks = []

@@ -8,9 +8,6 @@ import torch
 
 from models.avatar import drive_eyes, template_rig
 from models.eyes import (
-    MESH_RING_WEIGHT,
-    EyeState,
-    blend_lid_readers,
     iris_along_eye_seen,
     measure_eyes,
     to_mm,
@@ -95,29 +92,3 @@ def test_on_a_turned_head_the_iris_is_read_where_the_camera_sees_it_between_the_
     towards_image_right = np.array([seen[0] - 0.5, 0.5 - seen[1]])  # u runs outer -> inner: mirrored for OS
     assert np.all(np.sign(towards_image_right) == nose_side)
     assert np.all(np.abs(towards_image_right) > 0.03)  # about a tenth of the eye's width at 25 degrees
-
-
-def _state(aperture: np.ndarray) -> EyeState:
-    lower = 0.4 * np.ones_like(aperture)
-    one = np.ones_like(aperture)
-    return EyeState(
-        width=2.5 * one,
-        upper=aperture - lower,
-        lower=lower,
-        iris_u=0.5 * one,
-        iris_v=0 * one,
-        iris_diameter=one,
-    )
-
-
-def test_the_mesh_rings_are_blended_in_only_where_the_eye_is_open() -> None:
-    """The two lid readers are averaged on an open eye; a shut eye measured shut by the iris network's
-    contour stays shut, although the mesh's rings never close (they stand about 0.4 iris diameters apart)."""
-    contour = np.array([[0.75, 0.75]] * 8 + [[0.0, 0.75], [0.8, 0.75]])  # a wink of OD in frame 8
-    mesh = np.array([[0.75, 0.75]] * 8 + [[0.4, 0.75], [0.7, 0.75]])
-    state = blend_lid_readers(_state(contour), mesh)
-    blended = state.aperture
-    assert blended[8, 0] == 0.0
-    assert np.isclose(blended[9, 0], (1 - MESH_RING_WEIGHT) * 0.8 + MESH_RING_WEIGHT * 0.7)
-    assert np.allclose(blended[:, 1], 0.75)
-    assert np.allclose(state.lower, _state(contour).lower)  # the upper lid moves

@@ -10,10 +10,7 @@ from models.tracking import FIRST_LANDMARK_BLOCK, LANDMARK_BLOCK, FaceObservatio
 def _observation(rng: np.random.Generator, carried: bool = False) -> FaceObservation:
     points = rng.uniform(0, 1920, (468, 3)).astype(np.float32)
     iris = rng.uniform(0, 1920, (2, 5, 3)).astype(np.float32)
-    rings = rng.uniform(0, 1920, (2, 16, 2)).astype(np.float32)
-    return FaceObservation(
-        points=points, iris=iris, mesh_rings=rings, presence=float(rng.uniform()), carried=carried
-    )
+    return FaceObservation(points=points, iris=iris, presence=float(rng.uniform()), carried=carried)
 
 
 def test_landmarks_read_back_exactly_across_block_boundaries() -> None:
@@ -29,14 +26,11 @@ def test_landmarks_read_back_exactly_across_block_boundaries() -> None:
     lo, hi = 10, 2 * LANDMARK_BLOCK + 2  # spans the small first blocks and two full ones
     assert np.array_equal(marks.points(lo, hi), np.stack([o.points for o in kept[lo:hi]]))
     assert np.array_equal(marks.iris(lo, hi), np.stack([o.iris for o in kept[lo:hi]]))
-    assert np.array_equal(marks.mesh_rings(lo, hi), np.stack([o.mesh_rings for o in kept[lo:hi]]))
     assert np.array_equal(marks.last().points, kept[-1].points)
     assert marks.last_frame() == 10 + 2 * (n - 1)
 
 
-_PER_FRAME = (
-    468 * 3 * 4 + 2 * 5 * 3 * 4 + 2 * 16 * 2 * 4 + 4 + 8 + 1
-)  # points, iris, mesh rings, presence, frame, carried
+_PER_FRAME = 468 * 3 * 4 + 2 * 5 * 3 * 4 + 4 + 8 + 1  # points, iris, presence, frame, carried
 
 
 def test_a_short_track_holds_a_small_block_not_a_full_one() -> None:
