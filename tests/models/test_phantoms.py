@@ -104,7 +104,7 @@ def _change(sign: dict[str, Any], base: dict[str, Any], key: str, ruler: float, 
     ]
 
 
-@_not_met("MRD1 drops 0.43 of 2 mm on this small face")
+@_not_met("MRD1 drops 0.46 of 2 mm on this small face")
 def test_ptosis_lowers_mrd1_of_that_eye_only(masked) -> None:
     base, _, _ = masked("none")
     sign, _, _ = masked("ptosis", eye="right", mm=2.0)
@@ -126,7 +126,7 @@ def _deg(mm: float) -> float:
     return float(rotation_deg(np.asarray(mm)))
 
 
-@_not_met("OS rotation reads 12.2 of 15 degrees (the iris fitted to the picture; the network read 10.4)")
+@_not_met("OS rotation reads 12.7 of 15 degrees (the iris fitted to the picture; the network read 10.4)")
 def test_squint_moves_the_iris_offset_of_that_eye_only(masked) -> None:
     base, _, _ = masked("none")
     sign, _, _ = masked("squint", eye="left", deg=15.0)
@@ -136,7 +136,7 @@ def test_squint_moves_the_iris_offset_of_that_eye_only(masked) -> None:
     assert abs(_deg(shift[OD])) <= 2.0, shift
 
 
-@_not_met("the mask carries 8.3 of the 12.8 degrees the reader sees on the phantom")
+@_not_met("the mask carries 8.4 of the 12.7 degrees the reader sees on the phantom")
 def test_squint_reads_on_the_mask_as_on_the_phantom(masked, ruler: float) -> None:
     _, base_mask, base_phantom = masked("none")
     _, mask, phantom = masked("squint", eye="left", deg=15.0)
