@@ -42,10 +42,10 @@ class FaceObservation:
 
 
 # Frames in the largest landmark block. A track's landmarks live in whole float32 blocks, so a 30-minute
-# video (54,000 frames, 5.9 KiB of landmarks each) keeps ~310 MiB of numbers and no per-frame objects,
+# video (54,000 frames, 5.6 KiB of landmarks each) keeps ~300 MiB of numbers and no per-frame objects,
 # and growing a track never copies it. Blocks start small, each new one as large as all before it, up to
 # this size: a long video has hundreds of short spurious tracks (a few frames each), and a full block for
-# each (5.9 MiB) was what made memory grow with video length. The growing blocks fill exactly the first
+# each (5.9 MiB then) was what made memory grow with video length. The growing blocks fill exactly the first
 # LANDMARK_BLOCK frames, so every later block starts at a multiple of it and a reader that walks a track
 # in chunks of LANDMARK_BLOCK frames (reconstruct.py) gets views, not copies, after the first chunk.
 LANDMARK_BLOCK = 1024
