@@ -71,7 +71,7 @@ def _read(video: Path) -> list[Any]:
 
 
 def run(
-    video: Path, frames_n: int, work: Path, perception: FacePerception, fit_iris: bool = False
+    video: Path, frames_n: int, work: Path, perception: FacePerception, fit_iris: bool
 ) -> list[dict[str, Any]]:
     whole, fps = phantoms.read_clip(video)  # the wink's shut eye may come from anywhere in the video
     frames = whole[:frames_n]
