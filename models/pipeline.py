@@ -11,7 +11,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -70,6 +70,11 @@ class MaskedSequence:
 
 class DigitalMask:
     """The masking model, loaded once per process (weights, template, device)."""
+
+    # Every output frame is drawn from numbers: template faces on a plain background, or black (see
+    # ``render``). No input pixel reaches it, so neither does text burned into the input. The DICOM path
+    # may then write Burned In Annotation "NO" and claim the Clean Pixel Data option (113101).
+    renders_whole_frames: ClassVar[bool] = True
 
     def __init__(
         self,

@@ -33,7 +33,7 @@ def mask_dicom_file(src: Path, dst: Path, args: argparse.Namespace) -> dict[str,
             options=DeidOptions(),
             keys=DeidKeys.derive(key, args.record_id),
             uid_map=HmacUidMapper(service_uid_key(key)),
-            frames_synthetic=True,  # the mask renders whole frames from numbers: no input pixel survives
+            frames_synthetic=model.renders_whole_frames,
         )
     except DicomError as exc:
         raise MaskingError(str(exc)) from exc

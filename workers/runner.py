@@ -218,6 +218,7 @@ def mask_dicom(
             options=DeidOptions(),
             keys=DeidKeys.derive(master, record_id),
             uid_map=HmacUidMapper(uid_key),
+            frames_synthetic=model.renders_whole_frames,
         )
     except DicomError as exc:
         raise PermanentFailure(exc.reason) from exc

@@ -36,3 +36,22 @@ def test_the_command_line_maps_uids_as_the_service_does(tmp_path: Path) -> None:
     before, after = pydicom.dcmread(src, force=True), pydicom.dcmread(out)
     assert after.SOPInstanceUID == keyed_uid(key, before.SOPInstanceUID)
     assert after.StudyInstanceUID == keyed_uid(key, before.StudyInstanceUID)
+
+
+def test_the_worker_and_the_command_line_claim_the_same_clean_pixels(tmp_path: Path) -> None:
+    """The model draws whole frames, so both routes write Burned In Annotation "NO" and list the Clean
+    Pixel Data option (113101): a file masked either way says the same about its pixels."""
+    from workers.runner import mask_dicom
+
+    src = shared("dicom", "ot_pal8_face.dcm")
+    by_cli = tmp_path / "cli.dcm"
+    assert mask_command([str(src), "-o", str(by_cli), "--record-id", "MRN-CLI-3"]) == 0
+    work = tmp_path / "worker"
+    work.mkdir()
+    by_worker = mask_dicom(get_settings(), src, work, lambda _: None, "MRN-CLI-3").path
+    claims = []
+    for path in (by_cli, by_worker):
+        ds = pydicom.dcmread(path)
+        claims.append((ds.BurnedInAnnotation, [c.CodeValue for c in ds.DeidentificationMethodCodeSequence]))
+    assert claims[0] == claims[1]
+    assert claims[0][0] == "NO" and "113101" in claims[0][1]
