@@ -88,6 +88,7 @@ ACTIONS: dict[str, ActionClass] = {
     "media.upload.replay": ActionClass(TYPE_REST, "C", "create"),
     "media.list": ActionClass(TYPE_REST, "E", "search-type"),
     "media.search": ActionClass(TYPE_REST, "E", "search-type"),
+    "media.read": ActionClass(TYPE_REST, "R", "read"),
     "dicomweb.search": ActionClass(TYPE_REST, "E", "search-type"),
     "dicomweb.read": ActionClass(TYPE_REST, "R", "read"),
     "artifact.read": ActionClass(TYPE_REST, "R", "read"),

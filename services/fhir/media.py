@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from services.artifacts.models import Artifact
@@ -91,17 +91,21 @@ def parse(params: Sequence[tuple[str, str]]) -> MediaSearch:
     return search
 
 
-def run(
-    session: Session, search: MediaSearch, client_id: str | None
-) -> tuple[list[tuple[Job, Media, Artifact | None, DicomInstance | None]], tuple[datetime, str] | None]:
-    """One page (``client_id`` None: every client's, for admins) and the cursor of the next one."""
-    stmt = (
+def _joined() -> Select[Job, Media, Artifact, DicomInstance]:
+    """A job with its media and, once masked, its artifact and DICOM instance: what one Media shows."""
+    return (
         select(Job, Media, Artifact, DicomInstance)
         .join(Media, Media.id == Job.media_id)
         .outerjoin(Artifact, Artifact.id == Job.artifact_id)
         .outerjoin(DicomInstance, DicomInstance.artifact_id == Job.artifact_id)
-        .where(*search.clauses)
     )
+
+
+def run(
+    session: Session, search: MediaSearch, client_id: str | None
+) -> tuple[list[tuple[Job, Media, Artifact | None, DicomInstance | None]], tuple[datetime, str] | None]:
+    """One page (``client_id`` None: every client's, for admins) and the cursor of the next one."""
+    stmt = _joined().where(*search.clauses)
     if client_id is not None:
         stmt = stmt.where(Job.client_id == client_id)
     if search.after is not None:
@@ -115,6 +119,18 @@ def run(
     rows = rows[: search.count]
     nxt = (rows[-1][0].created_at, rows[-1][0].id) if more and rows else None
     return rows, nxt
+
+
+def read(
+    session: Session, job_id: str, client_id: str | None
+) -> tuple[Job, Media, Artifact | None, DicomInstance | None] | None:
+    """One Media by its id (the job's), as search finds it; None when it does not exist or belongs to
+    another client (``client_id`` None: admins see every client's), so a read cannot probe for others'."""
+    stmt = _joined().where(Job.id == job_id)
+    if client_id is not None:
+        stmt = stmt.where(Job.client_id == client_id)
+    row = session.execute(stmt).first()
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 def to_fhir(

@@ -1,9 +1,12 @@
-"""``/fhir``: a read-only FHIR R4 view of the audit log for compliance tools (scope audit:read).
+"""``/fhir``: a read-only FHIR R4 view of the audit log for compliance tools (scope audit:read) and of
+the masked media for the EHR that sent them.
 
 ``GET /fhir/AuditEvent`` answers a searchset Bundle with self/next links; ``GET /fhir/AuditEvent/{id}``
-one event; ``GET /fhir/metadata`` the CapabilityStatement that tells tools which search parameters
-exist. Every search and read is itself written to the audit log (action ``audit.read``, detail
-``api: fhir``) before the answer leaves: nothing is returned that was not audited.
+one event; ``GET /fhir/Media`` and ``GET /fhir/Media/{id}`` the masked media of the caller's client
+(scope media:read); ``GET /fhir/metadata`` the CapabilityStatement that tells tools which search
+parameters exist. Every search and read is itself written to the audit log (``audit.read``,
+``media.search``, ``media.read``; detail ``api: fhir``) before the answer leaves: nothing is returned
+that was not audited.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ def _head_seq(session: Any) -> int:
     return seq
 
 
-def _audit_search(
+def _audit_access(
     request: Request, principal: Principal, action: str, record_id: str | None, detail: dict[str, Any]
 ) -> None:
     with session_scope(settings_of(request)) as session:
@@ -53,7 +56,7 @@ def _audit_search(
 def _audit_read(
     request: Request, principal: Principal, record_id: str | None, detail: dict[str, Any]
 ) -> None:
-    _audit_search(request, principal, "audit.read", record_id, detail)
+    _audit_access(request, principal, "audit.read", record_id, detail)
 
 
 @router.get(
@@ -162,7 +165,7 @@ def search_media(
         rows, nxt = media.run(session, parsed, None if principal.is_admin else principal.client_id)
         session.expunge_all()
     record = next(iter(parsed.patients)) if len(parsed.patients) == 1 else None
-    _audit_search(
+    _audit_access(
         request,
         principal,
         "media.search",
@@ -190,6 +193,49 @@ def search_media(
         ],
     }
     return FhirResponse(bundle, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/Media/{media_id}",
+    response_class=FhirResponse,
+    summary="Read one masked media (the fullUrl of a Media search entry)",
+    responses={404: {"description": "No such Media (an OperationOutcome)", "content": {FHIR_JSON: {}}}},
+)
+async def read_media(
+    request: Request, media_id: str, principal: Annotated[Principal, Depends(require_scope("media:read"))]
+) -> FhirResponse:
+    """Another client's media reads as missing, as it is missing from that client's searches."""
+    settings = settings_of(request)
+    well_formed = _is_uuid(media_id)
+
+    def load() -> tuple[Any, Any, Any, Any] | None:
+        if not well_formed:
+            return None
+        with get_sessionmaker(settings)() as session:
+            row = media.read(session, media_id, None if principal.is_admin else principal.client_id)
+            session.expunge_all()
+            return row
+
+    row = await run_in_threadpool(load)
+    await run_in_threadpool(
+        _audit_access,
+        request,
+        principal,
+        "media.read",
+        row[0].record_id if row else None,
+        {"api": "fhir", "read": media_id if well_formed else None, "found": row is not None},
+    )
+    if row is None:
+        return operation_outcome(404, "not-found", "No such Media.")
+    return FhirResponse(media.to_fhir(*row, settings.public_base), headers={"Cache-Control": "no-store"})
+
+
+def _is_uuid(value: str) -> bool:
+    """Media ids are job UUIDs; anything else is not looked up (nor written to the audit log)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False
 
 
 SEARCH_PARAMS = [
@@ -239,7 +285,7 @@ def capability_statement(request: Request) -> FhirResponse:
                     },
                     {
                         "type": "Media",
-                        "interaction": [{"code": "search-type"}],
+                        "interaction": [{"code": "read"}, {"code": "search-type"}],
                         "searchParam": [
                             {"name": n, "type": t, "documentation": d} for n, t, d in media.SEARCH_PARAMS
                         ],

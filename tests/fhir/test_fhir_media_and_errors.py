@@ -62,6 +62,31 @@ def test_media_search_by_patient_with_paging_leads_to_masked_artifacts(node: Nod
     assert {"media.upload", "job.succeeded", "media.search"} <= actions
 
 
+def test_a_media_entry_reads_back_at_its_full_url_for_its_own_client_only(
+    node: Node, shared_data: Path
+) -> None:
+    key = node.tenant("media:write", "media:read")
+    record_id = f"MRN-{uuid.uuid4().hex[:10]}"
+    dw = DICOMwebClient(url=f"{node.url}/dicomweb", headers={"Authorization": f"Bearer {key}"})
+    face = pydicom.dcmread(shared_data / "dicom/ot_pal8_face.dcm", force=True)
+    dw.store_instances([face], additional_params={"record_id": record_id})
+    node.wait_jobs(key, record_id, 1)
+    fhir = SyncFHIRClient(f"{node.url}/fhir", authorization=f"Bearer {key}")
+    (found,) = fhir.resources("Media").search(patient=record_id).fetch_all()
+    read = fhir.reference("Media", found["id"]).to_resource()
+    assert read.serialize() == found.serialize()
+    bundle = fhir.execute("Media", method="get", params={"patient": record_id})
+    with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=60) as c:
+        assert c.get(bundle["entry"][0]["fullUrl"]).json() == found.serialize()
+    with node.http(node.tenant("media:read")) as other:
+        assert_outcome(other.get(f"/fhir/Media/{found['id']}"), 404, "not-found")
+    auditor = SyncFHIRClient(
+        f"{node.url}/fhir", authorization=f"Bearer {node.key('compliance', 'audit:read')}"
+    )
+    reads = auditor.resources("AuditEvent").search(patient=record_id, subtype="media.read").fetch_all()
+    assert len(reads) == 2  # fhirpy's read and the fullUrl's; the other client's miss has no record
+
+
 def test_errors_are_operation_outcomes_that_echo_nothing(node: Node) -> None:
     auditor = node.key("compliance", "audit:read")
     with node.http() as anon:
@@ -122,7 +147,8 @@ def test_capability_statement_lists_exactly_what_is_supported(node: Node) -> Non
                 assert r.status_code == 200, (resource, name, r.text)
                 assert [p for p in r.json()["link"][0]["url"].split("?", 1)[1].split("&")][0].startswith(name)
     with node.http(keys["Media"]) as c:
-        assert_outcome(c.get("/fhir/Media/123"), 404, "not-found")  # read is not listed: not served
+        assert_outcome(c.get(f"/fhir/Media/{uuid.uuid4()}"), 404, "not-found")
+        assert_outcome(c.get(f"/fhir/Media/{SECRET}"), 404, "not-found")
 
 
 @pytest.fixture(autouse=True)
