@@ -88,6 +88,7 @@ ACCESS: dict[tuple[str, str], Rule] = {
         )
     },
     ("GET", "/fhir/Media"): Rule(scopes=("media:read",)),
+    ("GET", "/fhir/Media/{media_id}"): Rule(scopes=("media:read",), tenant=True),
     # webhooks (another client's endpoint: tests/webhooks)
     ("POST", "/v1/webhooks"): Rule(scopes=("webhooks:admin",)),
     ("GET", "/v1/webhooks"): Rule(scopes=("webhooks:admin",)),
@@ -190,6 +191,7 @@ def concrete(path: str, w: World) -> str:
     values = {
         "record_id": w.record_id,
         "job_id": w.job_id,
+        "media_id": w.job_id,  # a FHIR Media is one masking job
         "artifact_id": w.artifact_id,
         "event_id": "1",
         "study_uid": "1.2.826.0.1.3680043.8.498.1",
