@@ -91,8 +91,12 @@ def parse(params: Sequence[tuple[str, str]]) -> MediaSearch:
     return search
 
 
+# One Media: the job with its media and, once masked, its artifact and DICOM instance.
+MediaRow = tuple[Job, Media, Artifact | None, DicomInstance | None]
+
+
 def _joined() -> Select[Job, Media, Artifact, DicomInstance]:
-    """A job with its media and, once masked, its artifact and DICOM instance: what one Media shows."""
+    """The rows a search and a read both start from (MediaRow; the outer joins are None until masked)."""
     return (
         select(Job, Media, Artifact, DicomInstance)
         .join(Media, Media.id == Job.media_id)
@@ -103,7 +107,7 @@ def _joined() -> Select[Job, Media, Artifact, DicomInstance]:
 
 def run(
     session: Session, search: MediaSearch, client_id: str | None
-) -> tuple[list[tuple[Job, Media, Artifact | None, DicomInstance | None]], tuple[datetime, str] | None]:
+) -> tuple[list[MediaRow], tuple[datetime, str] | None]:
     """One page (``client_id`` None: every client's, for admins) and the cursor of the next one."""
     stmt = _joined().where(*search.clauses)
     if client_id is not None:
@@ -112,18 +116,14 @@ def run(
         t, i = search.after
         stmt = stmt.where(or_(Job.created_at > t, and_(Job.created_at == t, Job.id > i)))
     stmt = stmt.order_by(Job.created_at, Job.id).limit(search.count + 1)
-    rows: list[tuple[Job, Media, Artifact | None, DicomInstance | None]] = [
-        (j, m, a, d) for j, m, a, d in session.execute(stmt).all()
-    ]
+    rows: list[MediaRow] = [(j, m, a, d) for j, m, a, d in session.execute(stmt).all()]
     more = len(rows) > search.count
     rows = rows[: search.count]
     nxt = (rows[-1][0].created_at, rows[-1][0].id) if more and rows else None
     return rows, nxt
 
 
-def read(
-    session: Session, job_id: str, client_id: str | None
-) -> tuple[Job, Media, Artifact | None, DicomInstance | None] | None:
+def read(session: Session, job_id: str, client_id: str | None) -> MediaRow | None:
     """One Media by its id (the job's), as search finds it; None when it does not exist or belongs to
     another client (``client_id`` None: admins see every client's), so a read cannot probe for others'."""
     stmt = _joined().where(Job.id == job_id)

@@ -208,7 +208,7 @@ async def read_media(
     settings = settings_of(request)
     well_formed = _is_uuid(media_id)
 
-    def load() -> tuple[Any, Any, Any, Any] | None:
+    def load() -> media.MediaRow | None:
         if not well_formed:
             return None
         with get_sessionmaker(settings)() as session:
