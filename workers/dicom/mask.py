@@ -13,9 +13,10 @@ Output decisions (documented here because PACS administrators will ask):
   sizes fall back to native multi-frame RGB.
 * Lossy Image Compression "01" with the method/ratio history whenever the input or output is lossy.
 * Burned In Annotation "NO" only when the caller's masking contract says frames are fully synthetic
-  (``frames_synthetic=True``); the model's ``mask_frames`` contract (models/api.py) only promises a
-  masked frame of the same shape, i.e. faces replaced, so by default the source value is kept and the
-  Clean Pixel Data code (113101) is not claimed.
+  (``frames_synthetic=True``). A ``mask_frames`` need only give a masked frame of the same shape, i.e.
+  faces replaced, so by default the source value is kept and the Clean Pixel Data code (113101) is not
+  claimed. The digital mask draws whole frames and says so (``DigitalMask.renders_whole_frames``); the
+  worker and ``dmask mask`` pass that on.
 """
 
 from __future__ import annotations
