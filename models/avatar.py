@@ -41,6 +41,23 @@ MATERIAL_SKIN, MATERIAL_EYE, MATERIAL_MOUTH = 0, 1, 2
 EYE_SCALE = 1.0
 _PLATE_DEPTH = 0.35  # eye and mouth plates sit this far (template units) behind their openings
 _UPPER_LIP_CENTRE, _LOWER_LIP_CENTRE = 13, 14  # inner lip points (MediaPipe topology)
+# template y (image axes, down) below the lowest a driven lower lid can go: the eyes stay as measured
+_LOWER_FACE_TOP = -1.5
+_JAW_RAMP = 6.0  # template units below that line over which the width change comes in fully (at the mouth)
+
+
+@dataclass(frozen=True)
+class FaceShape:
+    """The template's proportions below the eyes, drawn afresh for every mask (``Appearance.random``).
+
+    A shorter lower face than the canonical mesh's makes generic six-point head-pose readers read the
+    mask's head turn as they read a real face's (the canonical chin sits low, and such readers then
+    over-read yaw); drawing height and width at random per mask keeps two masks of one person from
+    sharing a face shape a recogniser could link them by. Nothing here comes from the patient.
+    """
+
+    lower_height: float = 1.0  # scale of the face below the eyes, vertically
+    lower_width: float = 1.0  # scale of the jaw and mouth region, horizontally
 
 
 @dataclass(frozen=True)
@@ -222,10 +239,28 @@ def drive_eyes(state: EyeState) -> EyeDrive:
     return EyeDrive(lid_v=lid_v, iris_uv=iris_uv)
 
 
+def reshape_lower_face(v: torch.Tensor, shape: FaceShape) -> torch.Tensor:
+    """Template-unit vertices (N, 3) with the face below the eyes scaled by ``shape``; the eyes and
+    everything above them unchanged. Height scales linearly from the line below the lower lids (so the
+    surface stays continuous); width comes in gradually down to the mouth (no seam across the cheeks)."""
+    y = v[:, 1]
+    depth = (y - _LOWER_FACE_TOP).clamp(min=0.0)
+    out = v.clone()
+    out[:, 1] = torch.where(y > _LOWER_FACE_TOP, _LOWER_FACE_TOP + shape.lower_height * depth, y)
+    out[:, 0] = v[:, 0] * (1.0 + (shape.lower_width - 1.0) * (depth / _JAW_RAMP).clamp(max=1.0))
+    return out
+
+
 def posed_vertices(
-    expression: torch.Tensor, eyes: EyeDrive, rot: torch.Tensor, scale: torch.Tensor, trans: torch.Tensor
+    expression: torch.Tensor,
+    eyes: EyeDrive,
+    rot: torch.Tensor,
+    scale: torch.Tensor,
+    trans: torch.Tensor,
+    shape: FaceShape = FaceShape(),
 ) -> torch.Tensor:
-    """Template vertices (480, 3) in frame pixels: template + expression, eyes driven, then posed.
+    """Template vertices (480, 3) in frame pixels: template + expression, eyes driven, reshaped below
+    the eyes (``shape``), then posed.
 
     expression: (468, 3) landmark motion in template units (zero for a photo).
     """
@@ -258,6 +293,10 @@ def posed_vertices(
             moved = v[list(lid), :2] - tv[list(lid), :2]  # (7, 2)
             w = torch.as_tensor(rig.lid_skin[:, e, k], device=dev, dtype=dt)  # (468, 7)
             v[:468, :2] += w @ moved
+    if shape != FaceShape():
+        # the eye plates (468:476) keep their shape: the eye shader maps the eyeball across them
+        v[:468] = reshape_lower_face(v[:468], shape)
+        v[476:] = reshape_lower_face(v[476:], shape)
     return scale * (v @ rot.T) + trans
 
 

@@ -22,6 +22,7 @@ from models.avatar import (
     PUPIL,
     SCLERA,
     EyePlates,
+    FaceShape,
     template_rig,
 )
 from models.eyes import EYEBALL_RADIUS_MM
@@ -30,15 +31,19 @@ from models.template import IRIS_DIAMETER_MM
 from models.texture import TextureStyle, paint_skin
 
 _DIFFUSE = 0.62
+# Ranges of the per-mask face shape (FaceShape): see models/README.md, "Head pose and the lower face".
+LOWER_HEIGHT = (0.78, 0.94)
+LOWER_WIDTH = (0.92, 1.08)
 
 
 @dataclass(frozen=True)
 class Appearance:
-    """Rendering nuisance parameters: nothing here comes from the patient.
+    """Rendering nuisance parameters, and the face's shape below the eyes: nothing here comes from the
+    patient.
 
     Drawn afresh for every masked photo or video (one draw per video, so nothing flickers), so that two
-    masks of one person share no appearance cue that a recogniser could link them by (Meeus et al.'s
-    Mask2Mask attack): what repeats between a person's masks is then only pose, motion and the eyes.
+    masks of one person share no appearance or shape cue that a recogniser could link them by (Meeus et
+    al.'s Mask2Mask attack): what repeats between a person's masks is then only pose, motion and the eyes.
     """
 
     skin_gain: tuple[float, float, float] = (1.0, 1.0, 1.0)  # multiplies the template albedo
@@ -46,6 +51,7 @@ class Appearance:
     ambient: float = 0.42
     background: tuple[float, float, float] = BACKGROUND
     texture: TextureStyle = TextureStyle()
+    shape: FaceShape = FaceShape()
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Appearance:
@@ -61,6 +67,11 @@ class Appearance:
             ambient=float(rng.uniform(0.34, 0.5)),
             background=(grey + float(tint[0]), grey + float(tint[1]), grey + float(tint[2])),
             texture=TextureStyle.random(rng),
+            # drawn last, so that the other draws of a seed stay what they were before it was added
+            shape=FaceShape(
+                lower_height=float(rng.uniform(LOWER_HEIGHT[0], LOWER_HEIGHT[1])),
+                lower_width=float(rng.uniform(LOWER_WIDTH[0], LOWER_WIDTH[1])),
+            ),
         )
 
 

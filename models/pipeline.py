@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from models.avatar import drive_eyes, eye_plate_coords, posed_vertices
+from models.avatar import FaceShape, drive_eyes, eye_plate_coords, posed_vertices
 from models.compose import Appearance, PosedFace, render_faces
 from models.eyes import EyeState
 from models.failclosed import FailClosed, decide
@@ -137,10 +137,10 @@ class DigitalMask:
             pos = int(np.searchsorted(rec.frames, index))
             if pos >= len(rec.frames) or rec.frames[pos] != index:
                 continue
-            faces.append(self._pose_face(rec, pos))
+            faces.append(self._pose_face(rec, pos, seq.appearance.shape))
         return render_faces(faces, a.height, a.width, self.device, seq.appearance)
 
-    def _pose_face(self, rec: TrackReconstruction, pos: int) -> PosedFace:
+    def _pose_face(self, rec: TrackReconstruction, pos: int, shape: FaceShape) -> PosedFace:
         e = rec.eyes
         state = EyeState(
             width=e.width[pos],
@@ -158,6 +158,7 @@ class DigitalMask:
             torch.as_tensor(rec.rotation[pos], device=self.device, dtype=dt),
             torch.as_tensor(float(rec.scale[pos]), device=self.device, dtype=dt),
             torch.as_tensor(rec.translation[pos], device=self.device, dtype=dt),
+            shape,
         )
         return PosedFace(vertices=verts, eye_coords=eye_plate_coords(drive))
 
