@@ -31,7 +31,7 @@ from models.template import IRIS_DIAMETER_MM
 from models.texture import TextureStyle, paint_skin
 
 _DIFFUSE = 0.62
-# Ranges of the per-mask face shape (FaceShape): see models/README.md, "Head pose and the lower face".
+# Ranges of the per-mask face shape (FaceShape): models/README.md, "Head pose: a shorter lower face".
 LOWER_HEIGHT = (0.78, 0.94)
 LOWER_WIDTH = (0.92, 1.08)
 
