@@ -59,6 +59,12 @@ def relative_points(points: np.ndarray) -> np.ndarray:
     return (points - mid[:, None]) / dist[:, None, None]
 
 
+def mean_six_points(rows: list[list[list[float]]]) -> dict[str, list[float]]:
+    """Each of the six points' mean place over frames, relative to the outer eye corners."""
+    rel = relative_points(np.array(rows, dtype=np.float64))
+    return {name: np.round(rel[:, k].mean(0), 3).tolist() for k, name in enumerate(POINT_NAMES)}
+
+
 def _summary(values: np.ndarray) -> dict[str, float]:
     return {"mean": round(float(np.nanmean(values)), 2), "sd": round(float(np.nanstd(values)), 2)}
 
@@ -70,23 +76,22 @@ def video_offsets(video: Path, masked: Path | None, python: Path) -> dict[str, A
     patient = seq.patient
     if patient is None:
         return {"video": video.name, "error": "no face tracked"}
-    ours = {int(f): float(patient.angles[k, 0]) for k, f in enumerate(patient.frames)}
-    mesh = {
-        int(f): patient.landmarks.points(k, k + 1)[0][MESH_POINTS, :2] for k, f in enumerate(patient.frames)
-    }
+    track_pos = {int(f): k for k, f in enumerate(patient.frames)}  # frame -> position in the track
+    mesh = patient.landmarks.points(0, len(patient.frames))[:, MESH_POINTS, :2]
     reader = dlib_reading(video, python)["frames"]
     mask_reader = dlib_reading(masked, python)["frames"] if masked is not None else None
     keep = [
         i
         for i, row in enumerate(reader)
         if row is not None
-        and i in ours
+        and i in track_pos
         and not np.isnan(row["pose_deg"][0])
         and (mask_reader is None or (i < len(mask_reader) and mask_reader[i] is not None))
     ]
+    at = [track_pos[i] for i in keep]
     dlib_yaw = np.array([reader[i]["pose_deg"][0] for i in keep])
-    our_yaw = np.array([ours[i] for i in keep])
-    mesh_yaw = np.array([six_point_yaw(mesh[i], width, height) for i in keep])
+    our_yaw = patient.angles[at, 0].astype(np.float64)
+    mesh_yaw = np.array([six_point_yaw(mesh[k], width, height) for k in at])
     slope = np.polyfit(our_yaw, dlib_yaw, 1)[0] if len(keep) > 2 and np.ptp(our_yaw) > 0 else float("nan")
     out: dict[str, Any] = {
         "video": video.name,
@@ -98,18 +103,12 @@ def video_offsets(video: Path, masked: Path | None, python: Path) -> dict[str, A
         "mae_six_point_ours_vs_dlib": round(float(np.nanmean(np.abs(mesh_yaw - dlib_yaw))), 2),
         "slope_dlib_on_ours": round(float(slope), 2),
     }
-    rel = relative_points(np.array([reader[i]["pose_points_px"] for i in keep]))
-    out["six_points_original"] = {
-        n: np.round(rel[:, k].mean(0), 3).tolist() for k, n in enumerate(POINT_NAMES)
-    }
+    out["six_points_original"] = mean_six_points([reader[i]["pose_points_px"] for i in keep])
     if mask_reader is not None:
         mask_yaw = np.array([mask_reader[i]["pose_deg"][0] for i in keep])
-        rel_m = relative_points(np.array([mask_reader[i]["pose_points_px"] for i in keep]))
         out["yaw_dlib_on_mask"] = _summary(mask_yaw)
         out["mae_mask_vs_original"] = round(float(np.nanmean(np.abs(mask_yaw - dlib_yaw))), 2)
-        out["six_points_mask"] = {
-            n: np.round(rel_m[:, k].mean(0), 3).tolist() for k, n in enumerate(POINT_NAMES)
-        }
+        out["six_points_mask"] = mean_six_points([mask_reader[i]["pose_points_px"] for i in keep])
     return out
 
 
