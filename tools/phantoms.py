@@ -327,11 +327,13 @@ def maskeval_python() -> Path | None:
     return None
 
 
-def dlib_reading(video: Path, python: Path) -> dict[str, Any]:
+def dlib_reading(video: Path, python: Path, original: Path | None = None) -> dict[str, Any]:
     """The eval tool's dlib reader on a video (``tools/dlib_eyes.py`` run by ``python``, the eval
-    tool's interpreter): per frame and eye, aperture and pupil position in pixels."""
+    tool's interpreter): per frame and eye, aperture and pupil position in pixels. For a mask, pass
+    its ``original``: the face read is then the one at the original's face, as the eval tool reads."""
+    reference = [str(original)] if original is not None else []
     out = subprocess.run(
-        [str(python), str(Path(__file__).with_name("dlib_eyes.py")), str(video)],
+        [str(python), str(Path(__file__).with_name("dlib_eyes.py")), str(video), *reference],
         capture_output=True,
         text=True,
         check=True,
