@@ -24,6 +24,7 @@ import math
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -341,6 +342,37 @@ def dlib_reading(video: Path, python: Path, original: Path | None = None) -> dic
     )
     reading: dict[str, Any] = json.loads(out.stdout)
     return reading
+
+
+def per_video_cli(
+    description: str,
+    analyse: Callable[[Path, Path | None, Path], dict[str, Any]],
+    argv: list[str] | None = None,
+    summary: Callable[[list[dict[str, Any]]], dict[str, Any]] | None = None,
+) -> int:
+    """The command line of the reader-comparison tools (``pose_offsets``, ``pupil_channel``): videos,
+    optionally a folder of their masks (same stem, .mp4), each video's row as it is done on stderr,
+    and all rows (with ``summary``'s result, if given) as JSON on stdout and in ``--out``.
+    ``analyse(video, mask or None, eval interpreter)`` makes one row."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("videos", type=Path, nargs="+")
+    p.add_argument("--masked", type=Path, help="a folder of masks named as the videos (same stem, .mp4)")
+    p.add_argument("--out", type=Path, help="write the JSON here as well as to stdout")
+    args = p.parse_args(argv)
+    python = maskeval_python()
+    if python is None:
+        p.error("the eval tool's interpreter was not found (set DMASK_MASKEVAL_PYTHON)")
+    rows = []
+    for video in args.videos:
+        masked = args.masked / f"{video.stem}.mp4" if args.masked else None
+        rows.append(analyse(video, masked if masked is not None and masked.is_file() else None, python))
+        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    result: dict[str, Any] = {"summary": summary(rows)} if summary is not None else {}
+    text = json.dumps({**result, "videos": rows}, indent=1)
+    if args.out:
+        args.out.write_text(text + "\n")
+    print(text)
+    return 0
 
 
 def read_clip(path: Path, max_frames: int | None = None) -> tuple[list[np.ndarray], float]:

@@ -15,8 +15,6 @@ distance), which is what the reader's yaw is read from.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.pipeline import DigitalMask  # noqa: E402
-from tools.phantoms import dlib_reading, maskeval_python, read_clip  # noqa: E402
+from tools.phantoms import dlib_reading, per_video_cli, read_clip  # noqa: E402
 
 # maskeval.faces' generic face (nose tip, chin, outer eye corners image left / right, mouth corners
 # image left / right), and the MediaPipe mesh points at the same places
@@ -113,24 +111,7 @@ def video_offsets(video: Path, masked: Path | None, python: Path) -> dict[str, A
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("videos", type=Path, nargs="+")
-    p.add_argument("--masked", type=Path, help="a folder of masks named as the videos (same stem, .mp4)")
-    p.add_argument("--out", type=Path, help="write the JSON here as well as to stdout")
-    args = p.parse_args(argv)
-    python = maskeval_python()
-    if python is None:
-        p.error("the eval tool's interpreter was not found (set DMASK_MASKEVAL_PYTHON)")
-    rows = []
-    for video in args.videos:
-        masked = args.masked / f"{video.stem}.mp4" if args.masked else None
-        rows.append(video_offsets(video, masked if masked is not None and masked.is_file() else None, python))
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    text = json.dumps({"videos": rows}, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return per_video_cli(__doc__.splitlines()[0], video_offsets, argv)
 
 
 if __name__ == "__main__":

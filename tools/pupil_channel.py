@@ -24,8 +24,6 @@ and ``readback_residual_sd`` (what the reader adds on the mask, eye widths).
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from models.eyes import iris_along_eye_seen  # noqa: E402
 from models.pipeline import DigitalMask  # noqa: E402
 from models.tracking import REFINED_RING  # noqa: E402
-from tools.phantoms import dlib_reading, maskeval_python, read_clip  # noqa: E402
+from tools.phantoms import dlib_reading, per_video_cli, read_clip  # noqa: E402
 
 OPEN_FRACTION = 0.5  # an eye is open where our lid opening is at least this share of its median
 UPPER_MIDDLE, LOWER_MIDDLE = 12, 4  # the raw eye contour's middle points of the upper and lower lid
@@ -141,24 +139,7 @@ def summary(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("videos", type=Path, nargs="+")
-    p.add_argument("--masked", type=Path, help="a folder of masks named as the videos (same stem, .mp4)")
-    p.add_argument("--out", type=Path, help="write the JSON here as well as to stdout")
-    args = p.parse_args(argv)
-    python = maskeval_python()
-    if python is None:
-        p.error("the eval tool's interpreter was not found (set DMASK_MASKEVAL_PYTHON)")
-    rows = []
-    for video in args.videos:
-        masked = args.masked / f"{video.stem}.mp4" if args.masked else None
-        rows.append(video_channel(video, masked if masked is not None and masked.is_file() else None, python))
-        print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    text = json.dumps({"summary": summary(rows), "videos": rows}, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    print(text)
-    return 0
+    return per_video_cli(__doc__.splitlines()[0], video_channel, argv, summary=summary)
 
 
 if __name__ == "__main__":
