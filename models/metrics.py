@@ -21,12 +21,30 @@ SCHEMA = "dmask.eye-metrics/1"
 # best agreement with an independent reader's blinks on the originals (F1 0.72 vs 0.72 at 50% of the
 # 75th percentile and 0.71 at 70%; see models/README.md, "the metrics channel").
 BLINK_CLOSURE = 0.6
+# An eye whose aperture is below this fraction of its median shows no iris to measure: at 0.2 (about
+# 1.8 mm of a typical 8.8 mm opening) the slit is narrower than a pupil. What the eye readers return
+# there is not gaze: on the shared videos' shut frames our iris position moved by up to 0.13 eye widths,
+# nasally on eight of ten videos, which a clinician reading gaze across a blink would take for
+# convergence (models/README.md, "Measured (2026-12-07, fourteenth session)"). Those offsets are null.
+IRIS_HIDDEN_FRACTION = 0.2
 MIN_OSCILLATION_HZ, MAX_OSCILLATION_HZ = 1.0, 12.0
 MIN_PERIODICITY = 0.4  # see dominant_oscillation
 
 
 def _nan_series(n: int, shape: tuple[int, ...] = ()) -> np.ndarray:
     return np.full((n, *shape), np.nan)
+
+
+def iris_hidden(aperture_mm: np.ndarray) -> np.ndarray:
+    """(n, 2) per-eye apertures -> (n, 2) bool: where the lids hide the iris (below
+    IRIS_HIDDEN_FRACTION of that eye's median over the measured frames). Unmeasured frames are False."""
+    hidden = np.zeros(aperture_mm.shape, dtype=bool)
+    for eye in range(aperture_mm.shape[1]):
+        measured = ~np.isnan(aperture_mm[:, eye])
+        if measured.any():
+            open_level = float(np.median(aperture_mm[measured, eye]))
+            hidden[measured, eye] = aperture_mm[measured, eye] < IRIS_HIDDEN_FRACTION * open_level
+    return hidden
 
 
 def frame_series(rec: TrackReconstruction | None, n_frames: int) -> dict[str, np.ndarray]:
@@ -64,6 +82,9 @@ def frame_series(rec: TrackReconstruction | None, n_frames: int) -> dict[str, np
         "iris_offset_v_mm",
     ):
         out[key][idx[rec.carried]] = np.nan
+    hidden = iris_hidden(out["aperture_mm"])
+    out["iris_offset_h_mm"][hidden] = np.nan
+    out["iris_offset_v_mm"][hidden] = np.nan
     return out
 
 
