@@ -38,13 +38,10 @@ def _nan_series(n: int, shape: tuple[int, ...] = ()) -> np.ndarray:
 def iris_hidden(aperture_mm: np.ndarray) -> np.ndarray:
     """(n, 2) per-eye apertures -> (n, 2) bool: where the lids hide the iris (below
     IRIS_HIDDEN_FRACTION of that eye's median over the measured frames). Unmeasured frames are False."""
-    hidden = np.zeros(aperture_mm.shape, dtype=bool)
-    for eye in range(aperture_mm.shape[1]):
-        measured = ~np.isnan(aperture_mm[:, eye])
-        if measured.any():
-            open_level = float(np.median(aperture_mm[measured, eye]))
-            hidden[measured, eye] = aperture_mm[measured, eye] < IRIS_HIDDEN_FRACTION * open_level
-    return hidden
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an eye never measured has no median (NaN)
+        open_level = np.nanmedian(aperture_mm, axis=0)
+    return np.asarray(aperture_mm < IRIS_HIDDEN_FRACTION * open_level)  # NaN compares False
 
 
 def frame_series(rec: TrackReconstruction | None, n_frames: int) -> dict[str, np.ndarray]:

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.eyes import iris_along_eye_seen  # noqa: E402
 from models.pipeline import DigitalMask  # noqa: E402
+from models.template import EYE_INNER, EYE_OUTER  # noqa: E402
 from models.tracking import REFINED_RING  # noqa: E402
 from tools.phantoms import dlib_reading, per_video_cli, read_clip  # noqa: E402
 
@@ -86,7 +87,7 @@ def video_channel(video: Path, masked: Path | None, python: Path) -> dict[str, A
     eyes = []
     for eye, ring in enumerate(REFINED_RING):
         # image-left corner first: the subject's right eye (0) runs outer -> inner, the left inner -> outer
-        outer, inner = points[:, ring[0], :2], points[:, ring[8], :2]
+        outer, inner = points[:, EYE_OUTER[eye], :2], points[:, EYE_INNER[eye], :2]
         first, second = (outer, inner) if eye == 0 else (inner, outer)
         ours = drawn[:, eye] if eye == 0 else 1.0 - drawn[:, eye]
         seen = reader_series(reader, track, eye)
