@@ -77,7 +77,7 @@ def video_offsets(video: Path, masked: Path | None, python: Path) -> dict[str, A
     track_pos = {int(f): k for k, f in enumerate(patient.frames)}  # frame -> position in the track
     mesh = patient.landmarks.points(0, len(patient.frames))[:, MESH_POINTS, :2]
     reader = dlib_reading(video, python)["frames"]
-    mask_reader = dlib_reading(masked, python)["frames"] if masked is not None else None
+    mask_reader = dlib_reading(masked, python, video)["frames"] if masked is not None else None
     keep = [
         i
         for i, row in enumerate(reader)
