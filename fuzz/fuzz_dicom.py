@@ -1,4 +1,4 @@
-"""Coverage-guided fuzz target (atheris/libFuzzer) for the DICOM reader: ``workers.dicom.inspect_bytes``
+"""Coverage-guided fuzz target (atheris/libFuzzer) for the DICOM reader: ``services.dicom.inspect_bytes``
 and ``read_dicom``.
 
 Untrusted DICOM from hospital systems goes through these two before anything else. The contract:
@@ -16,8 +16,8 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["workers.dicom", "pydicom"]):
-    from workers.dicom import DicomError, ReadLimits, inspect_bytes, read_dicom
+with atheris.instrument_imports(include=["services.dicom", "pydicom"]):
+    from services.dicom import DicomError, ReadLimits, inspect_bytes, read_dicom
 
 #: Small limits keep single inputs fast; the checks are the same at any size.
 LIMITS = ReadLimits(max_file_bytes=8 << 20, max_inflated_bytes=32 << 20, max_elements=200_000)

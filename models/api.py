@@ -90,7 +90,7 @@ def mask_file(
         Path(dst).unlink(missing_ok=True)
         raise MaskingError(exc.reason) from exc
     if media_type.kind is MediaKind.DICOM:
-        raise MaskingError("DICOM input is handled by the DICOM path (workers.dicom), not mask_file")
+        raise MaskingError("DICOM input is handled by the DICOM path (services.dicom), not mask_file")
     raise MaskingError(f"unsupported media type: {media_type.mime}")
 
 

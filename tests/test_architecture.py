@@ -37,3 +37,11 @@ def test_models_imports_nothing_from_the_service_or_the_workers() -> None:
 def test_the_api_sends_jobs_without_importing_the_workers() -> None:
     """services.jobs (dispatch, broker) is imported by the workers; importing them back was a cycle."""
     assert _crossing(sorted((ROOT / "services" / "jobs").rglob("*.py")), ("workers",)) == []
+
+
+def test_the_api_imports_the_workers_only_where_it_starts_them() -> None:
+    """The workers import services (jobs, storage, the DICOM library); the API imports a worker module
+    only in its entry points, to run the embedded in-process worker or start Celery (app.py, cli.py)."""
+    entry_points = {ROOT / "services" / "app.py", ROOT / "services" / "cli.py"}
+    files = sorted(p for p in (ROOT / "services").rglob("*.py") if p not in entry_points)
+    assert _crossing(files, ("workers",)) == []

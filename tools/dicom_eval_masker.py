@@ -5,7 +5,7 @@ measures the pixels of masked DICOM objects (issue #5), not of masked photos.
 
 1. IN_PHOTO is decoded upright (EXIF applied) and wrapped in a VL Photographic Image with an
    identifying header, as a hospital camera would send it;
-2. it is masked by ``dmask mask`` (the same ``workers.dicom.mask_dicom`` call the worker makes);
+2. it is masked by ``dmask mask`` (the same ``services.dicom.mask_dicom`` call the worker makes);
 3. the output must be de-identified (Patient Identity Removed YES; UIDs, patient name, ID and
    birth date not carried over), and its decoded pixels are written to OUT_PHOTO (lossless PNG, or JPEG at
    quality 95 when maskeval asks for ``.jpg``), which maskeval then attacks.
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.media import read_photo, write_photo  # noqa: E402
-from workers.dicom import iter_rgb_frames, pixel_info, read_dicom  # noqa: E402
+from services.dicom import iter_rgb_frames, pixel_info, read_dicom  # noqa: E402
 from workers.mask_cli import mask_command  # noqa: E402
 
 VL_PHOTOGRAPHIC_IMAGE = "1.2.840.10008.5.1.4.1.1.77.1.4"

@@ -19,9 +19,9 @@ from models.cli import mask_command as model_mask_command
 def mask_dicom_file(src: Path, dst: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Every frame masked by the same model, the header de-identified with the keys of the settings."""
     from models.api import MaskingError, get_model
+    from services.dicom import DeidKeys, DeidOptions, DicomError, HmacUidMapper, mask_dicom
+    from services.dicom.uids import service_uid_key
     from services.settings import get_settings
-    from workers.dicom import DeidKeys, DeidOptions, DicomError, HmacUidMapper, mask_dicom
-    from workers.dicom.uids import service_uid_key
 
     model = get_model(args.device, args.batch)
     key = get_settings().hmac_key.get_secret_value().encode()

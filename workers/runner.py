@@ -153,7 +153,7 @@ class Output:
 def mask_media(
     settings: Settings, src: Path, workdir: Path, progress: Callable[[float], None], record_id: str
 ) -> Output:
-    """Dispatch on the sniffed kind of the original. DICOM goes to ``workers.dicom``."""
+    """Dispatch on the sniffed kind of the original. DICOM goes to ``services.dicom``."""
     from models.media.sniff import SNIFF_BYTES, MediaKind, sniff
 
     with open(src, "rb") as fh:
@@ -197,13 +197,13 @@ def mask_media(
 def mask_dicom(
     settings: Settings, src: Path, workdir: Path, progress: Callable[[float], None], record_id: str
 ) -> Output:
-    """The DICOM route (``workers.dicom``): the model masks the decoded frames, the DICOM path
+    """The DICOM route (``services.dicom``): the model masks the decoded frames, the DICOM path
     de-identifies the header (PS3.15 Basic Profile) with pseudonyms, date shifts and UIDs keyed by
     ``settings.hmac_key``, so every instance of one record maps consistently."""
     from models.api import MODEL_VERSION, get_model
-    from workers.dicom import DeidKeys, DeidOptions, DicomError, HmacUidMapper
-    from workers.dicom import mask_dicom as dicom_mask
-    from workers.dicom.uids import service_uid_key
+    from services.dicom import DeidKeys, DeidOptions, DicomError, HmacUidMapper
+    from services.dicom import mask_dicom as dicom_mask
+    from services.dicom.uids import service_uid_key
 
     model = get_model(resolve_device(settings.device), settings.batch_size)
     master = settings.hmac_key.get_secret_value().encode("utf-8")

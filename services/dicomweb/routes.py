@@ -1,6 +1,6 @@
 """DICOMweb STOW-RS (PS3.18 10.5): ``POST /dicomweb/studies[/{study_uid}]``.
 
-The body (``multipart/related; type="application/dicom"``) is parsed by ``workers.dicom.stow`` in a
+The body (``multipart/related; type="application/dicom"``) is parsed by ``services.dicom.stow`` in a
 thread fed through the upload path's bounded pipe, under ``max_upload_bytes`` for the whole body.
 Each part is checked as DICOM (structure first, never trusting lengths); a good one then goes through
 the same upload path as ``POST /v1/records/{record_id}/media`` (``service.ingest_from``: sniff, caps,
@@ -28,14 +28,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.auth.deps import audit_ctx, require_scope, settings_of
 from services.auth.service import Principal
-from services.dicomweb.schema import DICOM_JSON_DATASET
-from services.media import service
-from services.media.service import BodyState, ChunkPipe, Received, UploadAborted
-from services.metrics import UPLOAD_BYTES
-from services.problems import Problem
-from services.settings import Settings
-from services.storage import ObjectStore, get_store
-from workers.dicom import (
+from services.dicom import (
     FailedInstance,
     FailureReason,
     MultipartLimits,
@@ -50,9 +43,16 @@ from workers.dicom import (
     parse_multipart_related,
     stow_http_status,
 )
-from workers.dicom.stow import DICOM_MEDIA_TYPE
-from workers.dicom.support import refusal
-from workers.dicom.uids import keyed_uid, service_uid_key
+from services.dicom.stow import DICOM_MEDIA_TYPE
+from services.dicom.support import refusal
+from services.dicom.uids import keyed_uid, service_uid_key
+from services.dicomweb.schema import DICOM_JSON_DATASET
+from services.media import service
+from services.media.service import BodyState, ChunkPipe, Received, UploadAborted
+from services.metrics import UPLOAD_BYTES
+from services.problems import Problem
+from services.settings import Settings
+from services.storage import ObjectStore, get_store
 
 router = APIRouter(prefix="/dicomweb", tags=["dicomweb"])
 
@@ -240,7 +240,7 @@ def _instance_idempotency_key(record_id: str, sop_instance: str) -> str:
 
 def _masked_url(settings: Settings, study: str, series: str, sop: str) -> str:
     """The WADO-RS URL the masked instance will have: UIDs are remapped by a keyed HMAC the API can
-    compute too (workers.dicom.uids), under the configured public base URL."""
+    compute too (services.dicom.uids), under the configured public base URL."""
     key = service_uid_key(settings.hmac_key.get_secret_value().encode("utf-8"))
     m = [keyed_uid(key, uid) for uid in (study, series, sop)]
     return f"{settings.public_base}/dicomweb/studies/{m[0]}/series/{m[1]}/instances/{m[2]}"

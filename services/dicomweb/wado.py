@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workers.dicom.stow import parse_content_type
+from services.dicom.stow import parse_content_type
 
 DICOM = "application/dicom"
 DICOM_JSON = "application/dicom+json"
@@ -126,7 +126,7 @@ def parse_frame_list(raw: str, frames: int) -> list[int]:
 
 def read_frames(path: Path, wanted: list[int]) -> dict[int, np.ndarray]:
     """The wanted frames (1-based) of a masked instance as RGB uint8 arrays, decoded in one pass."""
-    from workers.dicom import iter_rgb_frames, read_dicom
+    from services.dicom import iter_rgb_frames, read_dicom
 
     ds = read_dicom(path)
     want = set(wanted)

@@ -14,7 +14,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from workers.dicom.pixels import encapsulate_stream, encode_h264
+from services.dicom.pixels import encapsulate_stream, encode_h264
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = Path(os.environ.get("DMASK_SHARED_DATA", REPO.parent / "shared" / "data"))

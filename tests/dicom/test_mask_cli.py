@@ -8,8 +8,8 @@ from pathlib import Path
 import pydicom
 from dicom_helpers import shared
 
+from services.dicom.uids import keyed_uid, service_uid_key
 from services.settings import get_settings
-from workers.dicom.uids import keyed_uid, service_uid_key
 from workers.mask_cli import mask_command
 
 

@@ -11,7 +11,7 @@ import pytest
 from dicom_helpers import PHI_STRINGS, VL_PHOTO, invert, load_photo, shared, write_vl_photo
 from pydicom.dataset import Dataset
 
-from workers.dicom import (
+from services.dicom import (
     DeidKeys,
     DeidOptions,
     InMemoryUidMapper,
@@ -20,13 +20,13 @@ from workers.dicom import (
     mask_dicom,
     read_dicom,
 )
-from workers.dicom.validation import validate_iod_file
+from services.dicom.validation import validate_iod_file
 
 # Standard attributes the source carried outside this IOD's modules (Standard Extended SOP Class, PS3.4
 # B.1.3): Frame of Reference UID (kept, remapped, to keep instances linked) and Ethnic Group (kept
 # under Retain Patient Characteristics; highdicom's PS3.3 extract lists it in no module of this IOD).
 EXTENDED_OK = {"General: (0020,0052) TagUnexpected", "General: (0010,2160) TagUnexpected"}
-TABLE = Path(__file__).resolve().parents[2] / "workers" / "dicom" / "ps3_15_basic_profile.csv"
+TABLE = Path(__file__).resolve().parents[2] / "services" / "dicom" / "ps3_15_basic_profile.csv"
 KEYS = DeidKeys.derive(b"test-master-key-0123456789abcdef", "record-42")
 COMBOS = [
     DeidOptions(),

@@ -1,11 +1,11 @@
 """The pixels of masked DICOM pass the same privacy check as masked photos (issue #5).
 
 Shared photos are wrapped in VL Photographic Images, masked through the DICOM path
-(``tools/dicom_eval_masker.py`` → ``dmask mask`` → ``workers.dicom.mask_dicom``), and the decoded
+(``tools/dicom_eval_masker.py`` → ``dmask mask`` → ``services.dicom.mask_dicom``), and the decoded
 output pixels are attacked by ``../shared/eval`` (maskeval) with both of its recognisers. The
 thresholds are the photo targets of the digital mask (models/README.md): Mask2Face rank-1 at most
 twice chance, and no masked face verified as its patient. The full 196-photo run is recorded in
-workers/dicom/README.md; CI runs 48 photos of 16 people to stay within minutes.
+services/dicom/README.md; CI runs 48 photos of 16 people to stay within minutes.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from dicom_helpers import PHI_STRINGS, shared, write_vl_photo
 
-from workers.dicom import DicomError, ReadLimits, inspect, iter_rgb_frames, pixel_info, read_dicom
+from services.dicom import DicomError, ReadLimits, inspect, iter_rgb_frames, pixel_info, read_dicom
 
 
 def _dicom_entries(manifest: dict) -> list[dict]:

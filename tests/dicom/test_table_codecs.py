@@ -11,9 +11,9 @@ import pytest
 from dicom_helpers import shared
 from pydicom.uid import JPEG2000Lossless, JPEGLSLossless, RLELossless
 
-from workers.dicom import iter_rgb_frames, profile_table, read_dicom
+from services.dicom import iter_rgb_frames, profile_table, read_dicom
 
-TABLE = Path(__file__).resolve().parents[2] / "workers" / "dicom" / "ps3_15_basic_profile.csv"
+TABLE = Path(__file__).resolve().parents[2] / "services" / "dicom" / "ps3_15_basic_profile.csv"
 
 # (tag, basic, rtn_patient_characteristics, rtn_long_full_dates) as printed in PS3.15 Table E.1-1.
 KNOWN = [

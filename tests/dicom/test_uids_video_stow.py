@@ -11,7 +11,7 @@ import pytest
 from dicom_helpers import VIDEO_PHOTO, invert, load_photo, video_frames, write_video_photo, write_vl_photo
 from pydicom.uid import generate_uid
 
-from workers.dicom import (
+from services.dicom import (
     DeidKeys,
     DeidOptions,
     DicomError,
@@ -30,7 +30,7 @@ from workers.dicom import (
     read_dicom,
     stow_http_status,
 )
-from workers.dicom.validation import validate_iod_file
+from services.dicom.validation import validate_iod_file
 
 KEYS = DeidKeys.derive(b"uid-test-master-key", "record-7")
 EXTENDED_OK = {"General: (0020,0052) TagUnexpected"}
@@ -202,7 +202,7 @@ def test_stow_rejects_wrong_media_types(ctype: str, status: int) -> None:
 
 
 def test_stow_bounds_and_truncation() -> None:
-    from workers.dicom import MultipartLimits
+    from services.dicom import MultipartLimits
 
     ctype = 'multipart/related; type="application/dicom"; boundary=B'
     body = _multipart([b"x" * 5000], "B")

@@ -150,7 +150,7 @@ def test_dicom_deflate_bomb_in_a_file_is_a_dicom_error(tmp_path: Path) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from build_corpus import dicom_deflate_bomb
 
-    from workers.dicom import DicomError, ReadLimits, read_dicom
+    from services.dicom import DicomError, ReadLimits, read_dicom
 
     assert ReadLimits().max_inflated_bytes <= 256 << 20
     path = tmp_path / "bomb.dcm"
@@ -269,7 +269,7 @@ def test_pydicom_value_warnings_do_not_reach_the_logs(caplog: pytest.LogCaptureF
     sys.path.insert(0, str(Path(__file__).parent))
     from build_corpus import _el, _file_meta
 
-    from workers.dicom import read_dicom
+    from services.dicom import read_dicom
 
     secret = "DOE^SECRET" + "^PATIENT"
     ds = (
