@@ -19,8 +19,10 @@ from deploy_support import (
     CRD_KINDS,
     KUBERNETES_TARGET,
     KUBERNETES_VERSIONS,
+    NAMESPACE,
     README_END,
     README_START,
+    REPO,
     Rendered,
     documented_params,
     is_hook,
@@ -110,6 +112,41 @@ def test_custom_resources_are_well_formed(prod: Rendered) -> None:
     assert prod.values["metrics"]["serviceMonitor"]["labels"].items() <= monitor["metadata"]["labels"].items()
 
 
+def _alert_rules(rendered: Rendered) -> list[dict[str, Any]]:
+    rule = rendered.one("PrometheusRule", "")
+    return [r for group in rule["spec"]["groups"] for r in group["rules"]]
+
+
+def test_alert_rules_read_what_the_service_exports(prod: Rendered) -> None:
+    """An alert on a metric nobody exports never fires: every dmask_* series an alert reads is a metric
+    name in services/, and the API-down alert names the Service that the ServiceMonitor scrapes."""
+    source = "".join(p.read_text() for p in (REPO / "services").rglob("*.py"))
+    exported = set(re.findall(r'"(dmask_[a-z0-9_]+)"', source))
+    rules = _alert_rules(prod)
+    read = {name for r in rules for name in re.findall(r"dmask_[a-z0-9_]+", r["expr"])}
+    assert read and read <= exported, f"alerts read series nobody exports: {sorted(read - exported)}"
+    api_service = prod.one("Service", "-api")["metadata"]["name"]
+    (down,) = [r for r in rules if r["alert"] == "DMaskAPIDown"]
+    assert f'service="{api_service}"' in down["expr"]
+    assert all(f'namespace="{NAMESPACE}"' in r["expr"] for r in rules), "alerts stay within the release"
+    for r in rules:
+        assert r["labels"]["severity"] in {"warning", "critical"} and r["annotations"]["summary"], r["alert"]
+
+
+def test_alert_rules_are_the_runbooks(prod: Rendered) -> None:
+    """docs/operations.md says what each alert means and what to do: the chart ships exactly those."""
+    runbook = (REPO / "docs" / "operations.md").read_text().split("## 7. Alerts", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `(DMask[A-Za-z]+)` \|", runbook, flags=re.M))
+    assert {r["alert"] for r in _alert_rules(prod)} == documented
+
+
+def test_alert_rules_need_the_service_monitor() -> None:
+    values = prod_values()
+    values["metrics"]["serviceMonitor"]["enabled"] = False
+    with pytest.raises(Exception, match="needs metrics.serviceMonitor.enabled"):
+        render(values)
+
+
 def test_default_render_has_expected_objects(default: Rendered) -> None:
     kinds = sorted((d["kind"], d["metadata"]["name"]) for d in default.docs)
     assert ("Deployment", "dm-digital-mask-api") in kinds
@@ -121,6 +158,7 @@ def test_default_render_has_expected_objects(default: Rendered) -> None:
     # Optional objects stay off by default.
     assert not default.of_kind("Ingress") and not default.of_kind("HorizontalPodAutoscaler")
     assert not default.of_kind("ScaledObject") and not default.of_kind("ServiceMonitor")
+    assert not default.of_kind("PrometheusRule")
 
 
 def test_production_render_has_optional_objects(prod: Rendered) -> None:
