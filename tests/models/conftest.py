@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import numpy as np
 import pytest
 from PIL import Image, ImageOps
@@ -42,5 +43,18 @@ def load_photo(shared_data: Path) -> Callable[[str], np.ndarray]:
 
     def load(rel: str) -> np.ndarray:
         return np.asarray(ImageOps.exif_transpose(Image.open(shared_data / rel)).convert("RGB"))
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def load_video(shared_data: Path) -> Callable[[str], tuple[list[np.ndarray], float]]:
+    """Every RGB frame of a shared video, by its path in the manifest, and its frame rate."""
+
+    def load(rel: str) -> tuple[list[np.ndarray], float]:
+        with av.open(str(shared_data / rel)) as c:
+            rate = c.streams.video[0].average_rate
+            assert rate is not None, f"{rel} declares no frame rate"
+            return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)], float(rate)
 
     return load
