@@ -68,6 +68,17 @@ def test_nystagmus_is_found_through_the_patients_own_gaze_shifts() -> None:
     assert abs(found["amplitude_mm"] - 0.6) < 0.15, found
 
 
+def test_nystagmus_keeps_its_frequency_through_blinks() -> None:
+    """Frames where the lids hide the iris have no gaze (null); the oscillation's clock runs on."""
+    fps = 25.0
+    t = np.arange(int(fps * 8)) / fps
+    signal = 0.6 * np.sin(2 * np.pi * 3.0 * t) + 0.05 * np.random.default_rng(3).standard_normal(len(t))
+    for start in np.linspace(15, len(t) - 15, 8).astype(int):  # eight blinks of four frames
+        signal[start : start + 4] = np.nan
+    found = dominant_oscillation(signal, fps)
+    assert found is not None and abs(found["frequency_hz"] - 3.0) < 0.2, found
+
+
 def test_steady_gaze_reports_no_oscillation() -> None:
     rng = np.random.default_rng(1)
     assert dominant_oscillation(0.05 * rng.standard_normal(240), 30.0) is None
