@@ -205,6 +205,13 @@ class EyeDrive:
     iris_uv: np.ndarray  # (2, 2) rendered iris centre (u, v) in the template's eye frame
 
 
+def _along_lid(lid_u: np.ndarray, values: np.ndarray, u: float) -> float:
+    """``values`` given at a lid curve's vertices (positions ``lid_u`` along the eye, in any order),
+    read at position ``u`` by linear interpolation."""
+    order = np.argsort(lid_u)
+    return float(np.interp(u, lid_u[order], values[order]))
+
+
 def drive_eyes(state: EyeState) -> EyeDrive:
     """Map one frame's eye state (arrays of shape (2,)) onto the template's eyes.
 
@@ -223,12 +230,8 @@ def drive_eyes(state: EyeState) -> EyeDrive:
         v_r = float(np.clip(state.iris_v[e], -1.0, 1.0)) * d
         up_target = v_r + float(np.clip(state.upper[e], -1.0, 1.5)) * d
         lo_target = v_r - float(np.clip(state.lower[e], -1.0, 1.5)) * d
-        up_t = np.interp(
-            u_r, rig.lid_u[e, 0][np.argsort(rig.lid_u[e, 0])], rig.lid_v[e, 0][np.argsort(rig.lid_u[e, 0])]
-        )
-        lo_t = np.interp(
-            u_r, rig.lid_u[e, 1][np.argsort(rig.lid_u[e, 1])], rig.lid_v[e, 1][np.argsort(rig.lid_u[e, 1])]
-        )
+        up_t = _along_lid(rig.lid_u[e, 0], rig.lid_v[e, 0], u_r)
+        lo_t = _along_lid(rig.lid_u[e, 1], rig.lid_v[e, 1], u_r)
         a_up = np.clip(up_target / up_t if abs(up_t) > 1e-6 else 1.0, -1.0, 3.0)
         a_lo = np.clip(lo_target / lo_t if abs(lo_t) > 1e-6 else 1.0, -1.0, 3.0)
         upper = rig.lid_v[e, 0] * a_up
@@ -320,10 +323,9 @@ def eye_closure(lid_v: np.ndarray) -> np.ndarray:
     rig = template_rig()
     out = np.zeros(2)
     for e in range(2):
-        order = np.argsort(rig.lid_u[e, 0])
         mid = 0.5 * float(rig.eye_width[e])
-        now = np.interp(mid, rig.lid_u[e, 0][order], (lid_v[e, 0] - lid_v[e, 1])[order])
-        was = np.interp(mid, rig.lid_u[e, 0][order], (rig.lid_v[e, 0] - rig.lid_v[e, 1])[order])
+        now = _along_lid(rig.lid_u[e, 0], lid_v[e, 0] - lid_v[e, 1], mid)
+        was = _along_lid(rig.lid_u[e, 0], rig.lid_v[e, 0] - rig.lid_v[e, 1], mid)
         out[e] = float(np.clip(1.0 - now / max(was, 1e-9), 0.0, 1.0))
     return out
 
