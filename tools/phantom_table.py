@@ -27,14 +27,12 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tools"))
-
-import phantoms  # noqa: E402
 
 from models.api import mask_file  # noqa: E402
 from models.eyes import rotation_deg  # noqa: E402
 from models.perception import FacePerception  # noqa: E402
 from models.pipeline import DigitalMask  # noqa: E402
+from tools import phantoms  # noqa: E402
 
 OD, OS = 0, 1
 APPEARANCE_SEED = 1

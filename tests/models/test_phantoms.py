@@ -8,21 +8,16 @@ the same clip untouched."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))
-
-import phantoms  # noqa: E402
-
-from models.api import mask_file  # noqa: E402
-from models.eyes import rotation_deg  # noqa: E402
-from models.pipeline import DigitalMask  # noqa: E402
+from models.api import mask_file
+from models.eyes import rotation_deg
+from models.pipeline import DigitalMask
+from tools import phantoms
 
 CLIP = "videos/livep_d18.mp4"
 FRAMES = 60  # the wink shuts frames 40-45
