@@ -17,15 +17,14 @@ from importlib import resources
 import numpy as np
 
 # Face-mesh landmark indices (MediaPipe topology). Eye index 0 = subject's right eye (image left).
-EYE_RING = (
-    # outer corner, lower lid (outer -> inner), inner corner, upper lid (inner -> outer)
-    (33, 7, 163, 144, 145, 153, 154, 155, 133, 173, 157, 158, 159, 160, 161, 246),
-    (263, 249, 390, 373, 374, 380, 381, 382, 362, 398, 384, 385, 386, 387, 388, 466),
-)
 EYE_OUTER = (33, 263)
 EYE_INNER = (133, 362)
 UPPER_LID = ((246, 161, 160, 159, 158, 157, 173), (466, 388, 387, 386, 385, 384, 398))  # outer -> inner
 LOWER_LID = ((7, 163, 144, 145, 153, 154, 155), (249, 390, 373, 374, 380, 381, 382))  # outer -> inner
+# The eye's outline walked once around, as a polygon: outer corner, lower lid (outer -> inner), inner
+# corner, upper lid back (inner -> outer). (tracking.REFINED_RING lists the same points in the eye
+# readers' contour order, both lids outer -> inner.)
+EYE_RING = tuple((EYE_OUTER[e], *LOWER_LID[e], EYE_INNER[e], *reversed(UPPER_LID[e])) for e in range(2))
 BROWS = (
     (70, 63, 105, 66, 107, 55, 65, 52, 53, 46),
     (300, 293, 334, 296, 336, 285, 295, 282, 283, 276),

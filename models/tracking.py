@@ -19,16 +19,13 @@ import numpy as np
 from models.perception import FacePerception
 from models.perception.roi import bbox
 from models.perception.types import FaceLandmarks, Roi
-from models.template import EYE_RING
+from models.template import EYE_INNER, EYE_OUTER, LOWER_LID, UPPER_LID
 
 # The first 16 of an eye reader's 71 eye-contour points (the attention mesh's eye head or the iris
 # network: one topology) are these face-mesh points (MediaPipe's refinement table), eye 0 = subject's
-# right eye.
-REFINED_RING = (
-    (33, 7, 163, 144, 145, 153, 154, 155, 133, 246, 161, 160, 159, 158, 157, 173),
-    (263, 249, 390, 373, 374, 380, 381, 382, 362, 466, 388, 387, 386, 385, 384, 398),
-)
-assert all(set(a) == set(b) for a, b in zip(REFINED_RING, EYE_RING, strict=True))
+# right eye: outer corner, lower lid, inner corner, upper lid, both lids outer -> inner. The same
+# points as template.EYE_RING, whose upper lid runs back so that it walks around the eye.
+REFINED_RING = tuple((EYE_OUTER[e], *LOWER_LID[e], EYE_INNER[e], *UPPER_LID[e]) for e in range(2))
 
 
 @dataclass
