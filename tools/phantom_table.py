@@ -2,7 +2,7 @@
 by the exported eye metrics and, on the mask, by the evaluation tool's dlib reader.
 
     python tools/phantom_table.py [--videos livep_d18 livep_d11 livep_s18 livep_d6] [--frames 90]
-                                  [--no-fit-iris] [--out FILE]
+                                  [--signs ptosis squint nystagmus wink] [--no-fit-iris] [--out FILE]
 
 Prints a Markdown table (sign, eye, size, expected, tolerance; the sign as the exported metrics, the
 reader on the phantom itself and the reader on its mask measure it, each with pass/fail) and
@@ -69,13 +69,13 @@ def _read(video: Path) -> list[Any]:
 
 
 def run(
-    video: Path, frames_n: int, work: Path, perception: FacePerception, fit_iris: bool
+    video: Path, frames_n: int, work: Path, perception: FacePerception, fit_iris: bool, signs: list[str]
 ) -> list[dict[str, Any]]:
     whole, fps = phantoms.read_clip(video)  # the wink's shut eye may come from anywhere in the video
     frames = whole[:frames_n]
     ruler = phantoms.px_per_mm(phantoms.measure(frames[::10], perception))
     got: dict[str, tuple[dict[str, Any], list[Any], list[Any]]] = {}
-    for sign, kw in [("none", {}), *SIGNS]:
+    for sign, kw in [("none", {}), *((s, kw) for s, kw in SIGNS if s in signs)]:
         src, dst = work / f"{video.stem}_{sign}.mp4", work / f"{video.stem}_{sign}.masked.mp4"
         try:
             made = phantoms.make(sign, frames, fps, perception=perception, donors=whole, **kw)
@@ -123,103 +123,110 @@ def run(
             }
         )
 
-    m = got["ptosis"][0]
-    row(
-        "ptosis",
-        "OD",
-        "2 mm (MRD1 / aperture drop OD, OS)",
-        [_med(bm["series"]["mrd1_mm"], e) - _med(m["series"]["mrd1_mm"], e) for e in (OD, OS)],
-        lambda d, b: [(_dlib(b, "aperture_px", e) - _dlib(d, "aperture_px", e)) / ruler for e in (OD, OS)],
-        [2.0, 0.0],
-        0.5,
-        "mm",
-    )
-    m = got["squint"][0]
-    row(
-        "squint",
-        "OS",
-        "15° (rotation OD, OS)",
-        [
-            _deg(_med(m["series"]["iris_offset_h_mm"], e) - _med(bm["series"]["iris_offset_h_mm"], e))
-            for e in (OD, OS)
-        ],
-        lambda d, b: [
-            _deg((_dlib(d, "pupil_h_px", e) - _dlib(b, "pupil_h_px", e)) / ruler) for e in (OD, OS)
-        ],
-        [0.0, 15.0],
-        2.0,
-        "°",
-    )
-    m = got["nystagmus"][0]
-    osc = m["summary"].get("oscillation") or {}
-
-    def oscillation(d: list[Any], b: list[Any]) -> tuple[float, float]:
-        """Frequency (Hz) and amplitude (mm) of the reader's pupil position, both eyes' mean, minus its
-        reading of the untouched clip: what remains is the oscillation the phantom added."""
-        diff = []
-        for f, g in zip(d, b, strict=True):
-            vals = [
-                f["pupil_h_px"][e] - g["pupil_h_px"][e]
+    if "ptosis" in got:
+        m = got["ptosis"][0]
+        row(
+            "ptosis",
+            "OD",
+            "2 mm (MRD1 / aperture drop OD, OS)",
+            [_med(bm["series"]["mrd1_mm"], e) - _med(m["series"]["mrd1_mm"], e) for e in (OD, OS)],
+            lambda d, b: [
+                (_dlib(b, "aperture_px", e) - _dlib(d, "aperture_px", e)) / ruler for e in (OD, OS)
+            ],
+            [2.0, 0.0],
+            0.5,
+            "mm",
+        )
+    if "squint" in got:
+        m = got["squint"][0]
+        row(
+            "squint",
+            "OS",
+            "15° (rotation OD, OS)",
+            [
+                _deg(_med(m["series"]["iris_offset_h_mm"], e) - _med(bm["series"]["iris_offset_h_mm"], e))
                 for e in (OD, OS)
-                if f and g and f["pupil_h_px"][e] is not None and g["pupil_h_px"][e] is not None
-            ]
-            diff.append(float(np.mean(vals)) if vals else np.nan)
-        x = np.asarray(diff)
-        x = np.nan_to_num(x - np.nanmean(x)) / ruler
-        win = np.hanning(len(x))
-        spec = np.abs(np.fft.rfft(x * win))
-        freqs = np.fft.rfftfreq(len(x), 1 / fps)
-        band = (freqs >= 1) & (freqs <= 12)
-        k = int(np.argmax(np.where(band, spec, -1.0)))
-        return float(freqs[k]), float(2 * spec[k] / win.sum())
+            ],
+            lambda d, b: [
+                _deg((_dlib(d, "pupil_h_px", e) - _dlib(b, "pupil_h_px", e)) / ruler) for e in (OD, OS)
+            ],
+            [0.0, 15.0],
+            2.0,
+            "°",
+        )
+    if "nystagmus" in got:
+        m = got["nystagmus"][0]
+        osc = m["summary"].get("oscillation") or {}
 
-    row(
-        "nystagmus",
-        "both",
-        "3 Hz (frequency)",
-        [float(osc.get("frequency_hz") or np.nan)],
-        lambda d, b: [oscillation(d, b)[0]],
-        [3.0],
-        0.3,
-        "Hz",
-    )
-    row(
-        "nystagmus",
-        "both",
-        "5° = 1.05 mm (amplitude)",
-        [float(osc.get("amplitude_mm") or np.nan)],
-        lambda d, b: [oscillation(d, b)[1]],
-        [phantoms.rotation_mm(5.0)],
-        0.5,
-        "mm",
-    )
-    if "wink" not in got:
-        return rows
-    m = got["wink"][0]
-    win = slice(41, 45)
-    row(
-        "wink",
-        "OD",
-        "shut 6 frames (aperture OD, OS change)",
-        [
-            float(
-                np.nanmax(
-                    [r[OD] if r and r[OD] is not None else np.nan for r in m["series"]["aperture_mm"][win]]
-                )
-            ),
-            _med(m["series"]["aperture_mm"][win], OS) - _med(bm["series"]["aperture_mm"][win], OS),
-        ],
-        # the reader's aperture drop of OD and change of OS: dlib never reads a shut eye as 0 mm (the
-        # real blink of livep_d18, frame 95: 4.5 px against 13 open), so only the change compares
-        lambda d, b: [
-            (_dlib(b[win], "aperture_px", OD) - _dlib(d[win], "aperture_px", OD)) / ruler,
-            (_dlib(d[win], "aperture_px", OS) - _dlib(b[win], "aperture_px", OS)) / ruler,
-        ],
-        [0.0, 0.0],
-        0.5,
-        "mm",
-        reader_sees_truth=False,
-    )
+        def oscillation(d: list[Any], b: list[Any]) -> tuple[float, float]:
+            """Frequency (Hz) and amplitude (mm) of the reader's pupil position, both eyes' mean, minus its
+            reading of the untouched clip: what remains is the oscillation the phantom added."""
+            diff = []
+            for f, g in zip(d, b, strict=True):
+                vals = [
+                    f["pupil_h_px"][e] - g["pupil_h_px"][e]
+                    for e in (OD, OS)
+                    if f and g and f["pupil_h_px"][e] is not None and g["pupil_h_px"][e] is not None
+                ]
+                diff.append(float(np.mean(vals)) if vals else np.nan)
+            x = np.asarray(diff)
+            x = np.nan_to_num(x - np.nanmean(x)) / ruler
+            win = np.hanning(len(x))
+            spec = np.abs(np.fft.rfft(x * win))
+            freqs = np.fft.rfftfreq(len(x), 1 / fps)
+            band = (freqs >= 1) & (freqs <= 12)
+            k = int(np.argmax(np.where(band, spec, -1.0)))
+            return float(freqs[k]), float(2 * spec[k] / win.sum())
+
+        row(
+            "nystagmus",
+            "both",
+            "3 Hz (frequency)",
+            [float(osc.get("frequency_hz") or np.nan)],
+            lambda d, b: [oscillation(d, b)[0]],
+            [3.0],
+            0.3,
+            "Hz",
+        )
+        row(
+            "nystagmus",
+            "both",
+            "5° = 1.05 mm (amplitude)",
+            [float(osc.get("amplitude_mm") or np.nan)],
+            lambda d, b: [oscillation(d, b)[1]],
+            [phantoms.rotation_mm(5.0)],
+            0.5,
+            "mm",
+        )
+    if "wink" in got:
+        m = got["wink"][0]
+        win = slice(41, 45)
+        row(
+            "wink",
+            "OD",
+            "shut 6 frames (aperture OD, OS change)",
+            [
+                float(
+                    np.nanmax(
+                        [
+                            r[OD] if r and r[OD] is not None else np.nan
+                            for r in m["series"]["aperture_mm"][win]
+                        ]
+                    )
+                ),
+                _med(m["series"]["aperture_mm"][win], OS) - _med(bm["series"]["aperture_mm"][win], OS),
+            ],
+            # the reader's aperture drop of OD and change of OS: dlib never reads a shut eye as 0 mm (the
+            # real blink of livep_d18, frame 95: 4.5 px against 13 open), so only the change compares
+            lambda d, b: [
+                (_dlib(b[win], "aperture_px", OD) - _dlib(d[win], "aperture_px", OD)) / ruler,
+                (_dlib(d[win], "aperture_px", OS) - _dlib(b[win], "aperture_px", OS)) / ruler,
+            ],
+            [0.0, 0.0],
+            0.5,
+            "mm",
+            reader_sees_truth=False,
+        )
     return rows
 
 
@@ -228,6 +235,13 @@ def main() -> int:
     # clips whose first frames hold both eyes open and the gaze steady, so that the sign is all that changes
     ap.add_argument("--videos", nargs="+", default=["livep_d18", "livep_d11", "livep_s18", "livep_d6"])
     ap.add_argument("--frames", type=int, default=90)
+    ap.add_argument(
+        "--signs",
+        nargs="+",
+        choices=[s for s, _ in SIGNS],
+        default=[s for s, _ in SIGNS],
+        help="signs to make",
+    )
     ap.add_argument(
         "--fit-iris",
         action=argparse.BooleanOptionalAction,
@@ -245,7 +259,7 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for v in a.videos:
-            rows += run(a.data / "videos" / f"{v}.mp4", a.frames, Path(tmp), perception, a.fit_iris)
+            rows += run(a.data / "videos" / f"{v}.mp4", a.frames, Path(tmp), perception, a.fit_iris, a.signs)
 
     def fmt(xs: list[float]) -> str:
         return ", ".join(f"{x:.2f}" for x in xs)

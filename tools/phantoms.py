@@ -6,7 +6,8 @@ sign of known size, compared with the same clip untouched, tests that without a 
 iris diameter (11.7 mm) measured by our own perception on the clip. The lids are placed by the iris
 network's eyelid contour, as the model places them (the mesh's coarser eye ring sits up to a crease
 above the margin). A wink is the subject's own shut eye from elsewhere in the video laid over the open
-one; a ptosis lowers the lid margin over an eye that stays put; a squint moves the iris disc.
+one; a ptosis lowers the lid margin over an eye that stays put; a squint or a nystagmus turns the eyeball
+under lids that stay put (rotate_eyeball).
 
 This reads real pixels: it is a test/evaluation tool and must never be imported by models/ or services/.
 
@@ -144,43 +145,49 @@ def lower_upper_lid(frame: np.ndarray, eye: EyeGeometry, drop_px: float) -> np.n
     return out
 
 
-def _opening_mask(shape: tuple[int, ...], eye: EyeGeometry) -> np.ndarray:
+def lid_opening(shape: tuple[int, ...], eye: EyeGeometry) -> np.ndarray:
+    """Pixels between the lid margins (an image of ``shape``): the part of the eye a turn may move."""
     poly = np.concatenate([eye.upper, eye.lower[::-1]])
     mask = np.zeros(shape[:2], np.uint8)
     cv2.fillPoly(mask, [np.round(poly).astype(np.int32)], 1)
     return mask.astype(bool)
 
 
-def shift_iris(frame: np.ndarray, eye: EyeGeometry, dx_px: float) -> np.ndarray:
-    """The iris disc moved ``dx_px`` horizontally (+ = image right = the subject's left in a frontal
-    view), the uncovered part filled with this eye's sclera colour, all clipped to the lid opening.
+def rotate_eyeball(frame: np.ndarray, eye: EyeGeometry, dx_px: float) -> np.ndarray:
+    """The eyeball turned so that its iris moves ``dx_px`` horizontally (+ = image right = the subject's
+    left in a frontal view), under lids that stay put.
 
-    The erased disc is wider than the moved one (1.3 against 1.05 iris radii): the dark limbal ring
-    lies just outside the network's iris boundary, and a ring left behind reads as a second iris. The
-    sclera colour is sampled beside the iris at its centre's height, the only place the opening is
-    surely sclera (near the lids it is lid margin, lashes and shadow); its brighter half, as the pink
-    caruncle at the inner corner is darker."""
-    opening = _opening_mask(frame.shape, eye)
+    Why a warp and not a moved disc: a real eye that turns carries its own sclera with it, compressed
+    towards the corner it turns to and drawn out from under the other; the caruncle at the inner corner
+    stays. A disc moved over a flat fill (the earlier phantom) left a patch of one colour, sampled from
+    pixels that on a small eye are mostly lid margin and caruncle; our iris fit's reading of the squint
+    moved with that fill by up to 5°, and both readers read more of a squint made so than of a turned
+    eye (models/README.md, "A truer squint phantom"). Here every row of the lid opening is
+    resampled along x: the iris and its limbal ring (1.3 iris radii either side of its centre) shift
+    rigidly, the sclera between them and each corner stretches or compresses linearly, and the corners
+    do not move. Pixels outside the opening are untouched."""
+    xs = np.concatenate([eye.upper[:, 0], eye.lower[:, 0]])
+    left, right = float(xs.min()), float(xs.max())
+    centre = float(eye.iris_centre[0])
+    core = 1.3 * eye.iris_radius
+    # the core keeps at least a pixel of sclera between it and a corner, before and after the turn; an
+    # iris already near a corner has its far edge squeezed instead (a frame or two of a glancing eye)
+    room = min(centre - left, centre + dx_px - left, right - centre, right - centre - dx_px) - 1.0
+    core = min(core, room)
+    src = np.array([left, centre - core, centre + core, right])
+    dst = src + np.array([0.0, dx_px, dx_px, 0.0])
+    if core < 1.0:
+        raise ValueError(f"the eye ({right - left:.0f} px) is too narrow to turn its iris {dx_px:.1f} px")
     h, w = frame.shape[:2]
-    yy, xx = np.mgrid[0:h, 0:w]
-    r = eye.iris_radius * 1.05
-    d2_old = (xx - eye.iris_centre[0]) ** 2 + (yy - eye.iris_centre[1]) ** 2
-    erase = d2_old <= (1.3 * eye.iris_radius) ** 2
-    beside = (np.abs(yy - eye.iris_centre[1]) <= 0.4 * eye.iris_radius) & (
-        d2_old <= (2.5 * eye.iris_radius) ** 2
-    )
-    sclera = opening & ~erase & beside
-    if sclera.sum() < 5:
-        return frame.copy()
-    pixels = frame[sclera].astype(np.float64)
-    colour = np.median(pixels[pixels.sum(1) >= np.median(pixels.sum(1))], axis=0)  # the caruncle is darker
+    x = np.arange(w, dtype=np.float64)
+    # where each output column samples the input (identity beyond the corners)
+    source_x = np.interp(x, dst, src)
+    map_x = np.broadcast_to(source_x.astype(np.float32), (h, w))
+    map_y = np.broadcast_to(np.arange(h, dtype=np.float32)[:, None], (h, w))
+    turned = cv2.remap(frame, np.ascontiguousarray(map_x), np.ascontiguousarray(map_y), cv2.INTER_LINEAR)
+    opening = lid_opening(frame.shape, eye)
     out = frame.copy()
-    out[opening & erase] = colour.astype(np.uint8)
-    m = np.array([[1, 0, dx_px], [0, 1, 0]], np.float32)
-    moved = cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    new_disc = (xx - eye.iris_centre[0] - dx_px) ** 2 + (yy - eye.iris_centre[1]) ** 2 <= r * r
-    paste = opening & new_disc
-    out[paste] = moved[paste]
+    out[opening] = turned[opening]
     return out
 
 
@@ -204,7 +211,7 @@ def ptosis(frames: list[np.ndarray], eye: str, mm: float, perception: FacePercep
 def squint(frames: list[np.ndarray], eye: str, deg: float, perception: FacePerception) -> list[np.ndarray]:
     geo = measure(frames, perception)
     dx = rotation_mm(deg) * px_per_mm(geo)
-    return [f if g is None else shift_iris(f, g[EYES[eye]], dx) for f, g in zip(frames, geo, strict=True)]
+    return [f if g is None else rotate_eyeball(f, g[EYES[eye]], dx) for f, g in zip(frames, geo, strict=True)]
 
 
 def nystagmus(
@@ -217,7 +224,7 @@ def nystagmus(
         dx = amp * math.sin(2 * math.pi * hz * t / fps)
         for e in _eyes(eye):
             if g is not None:
-                f = shift_iris(f, g[e], dx)
+                f = rotate_eyeball(f, g[e], dx)
         out.append(f)
     return out
 
