@@ -26,6 +26,7 @@ from models.template import EYE_INNER, EYE_OUTER, LOWER_LID, UPPER_LID
 # right eye: outer corner, lower lid, inner corner, upper lid, both lids outer -> inner. The same
 # points as template.EYE_RING, whose upper lid runs back so that it walks around the eye.
 REFINED_RING = tuple((EYE_OUTER[e], *LOWER_LID[e], EYE_INNER[e], *UPPER_LID[e]) for e in range(2))
+RING_CORNERS = (0, 1 + len(LOWER_LID[0]))  # where the outer and inner corner sit in the ring
 
 
 @dataclass
@@ -159,11 +160,23 @@ class Analysis:
 
 def refine(face: FaceLandmarks) -> FaceObservation:
     """Replace the mesh's eye rings by the eye reader's finer eyelid contour (x, y), as the
-    reference pipeline does, and put the iris points at the depth of their eye's ring."""
+    reference pipeline does, except the eye corners, which are the mean of the contour's and the mesh's;
+    and put the iris points at the depth of their eye's ring.
+
+    Why the corners are shared: the contour's corners slide with the iris. On an eye turned under still
+    lids (the squint phantom, ``tools/phantoms.rotate_eyeball``) they moved a third of the iris's shift
+    (1.0-3.4 px of 4.6-6.4) while the mesh's moved under a pixel, so a gaze read between the contour's
+    corners lost a third of a squint or a nystagmus. On real gaze shifts the contour's corners followed
+    the gaze 0.2 more than the independent reader's (dlib's), the mesh's as much as dlib's. Yet the
+    contour's corners carry the small per-frame motion that the reader shares on a still gaze, and the
+    mesh's alone read that worse (models/README.md, "Measured (2026-12-07, seventeenth session)"): the
+    mean keeps both, and halves the slide."""
     points = face.mesh.astype(np.float32).copy()
     iris = face.iris.astype(np.float32).copy()
     for e, ring in enumerate(REFINED_RING):
         points[list(ring), :2] = face.eye_contours[e, :16, :2]
+        for k in RING_CORNERS:
+            points[ring[k], :2] = 0.5 * (face.mesh[ring[k], :2] + face.eye_contours[e, k, :2])
         iris[e, :, 2] = points[list(ring), 2].mean()
     return FaceObservation(points=points, iris=iris, presence=float(face.presence))
 
