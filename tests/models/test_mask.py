@@ -114,7 +114,8 @@ def test_a_shared_video_is_masked_end_to_end(shared_data: Path, tmp_path: Path) 
         frames = [f.to_ndarray(format="rgb24") for f in c_out.decode(video=0)]
         assert [s.type for s in c_out.streams] == ["video"]  # audio dropped
         assert c_out.streams.video[0].codec_context.name == "h264"
-        assert float(c_out.streams.video[0].average_rate) == pytest.approx(30.0, abs=0.01)
+        rate = c_out.streams.video[0].average_rate
+        assert rate is not None and float(rate) == pytest.approx(30.0, abs=0.01)
     assert abs(len(frames) - n_in) <= 1 and result.frames_total == n_in
     assert result.frames_blanked == 0
     m = result.metrics
