@@ -162,7 +162,7 @@ def rotate_eyeball(frame: np.ndarray, eye: EyeGeometry, dx_px: float) -> np.ndar
     stays. A disc moved over a flat fill (the earlier phantom) left a patch of one colour, sampled from
     pixels that on a small eye are mostly lid margin and caruncle; our iris fit's reading of the squint
     moved with that fill by up to 5°, and both readers read more of a squint made so than of a turned
-    eye (models/README.md, "A truer squint phantom"). Here every row of the lid opening is
+    eye (models/README.md, "Measured (2026-12-07, seventeenth session)"). Every row of the lid opening is
     resampled along x: the iris and its limbal ring (1.3 iris radii either side of its centre) shift
     rigidly, the sclera between them and each corner stretches or compresses linearly, and the corners
     do not move. Pixels outside the opening are untouched."""
