@@ -178,26 +178,26 @@ def run(
             k = int(np.argmax(np.where(band, spec, -1.0)))
             return float(freqs[k]), float(2 * spec[k] / win.sum())
 
-        row(
-            "nystagmus",
-            "both",
-            "3 Hz (frequency)",
-            [float(osc.get("frequency_hz") or np.nan)],
-            lambda d, b: [oscillation(d, b)[0]],
-            [3.0],
-            0.3,
-            "Hz",
-        )
-        row(
-            "nystagmus",
-            "both",
-            "5° = 1.05 mm (amplitude)",
-            [float(osc.get("amplitude_mm") or np.nan)],
-            lambda d, b: [oscillation(d, b)[1]],
-            [phantoms.rotation_mm(5.0)],
-            0.5,
-            "mm",
-        )
+        def reading(part: int) -> Callable[[list[Any], list[Any]], list[float]]:
+            return lambda d, b: [oscillation(d, b)[part]]
+
+        # the frequency, then the amplitude: (size, exported key, truth, tolerance, unit)
+        for part, (size, key, want, tol, unit) in enumerate(
+            [
+                ("3 Hz (frequency)", "frequency_hz", 3.0, 0.3, "Hz"),
+                ("5° = 1.05 mm (amplitude)", "amplitude_mm", phantoms.rotation_mm(5.0), 0.5, "mm"),
+            ]
+        ):
+            row(
+                "nystagmus",
+                "both",
+                size,
+                [float(osc.get(key) or np.nan)],
+                reading(part),
+                [want],
+                tol,
+                unit,
+            )
     if "wink" in got:
         m = got["wink"][0]
         win = slice(41, 45)
