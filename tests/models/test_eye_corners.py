@@ -14,11 +14,18 @@ _CLIP = "videos/livep_d11.mp4"  # the largest eyes of the shared videos (2 px pe
 OS = 1
 
 
-def _iris_and_corners(geometry: list[tuple[phantoms.EyeGeometry, phantoms.EyeGeometry] | None]) -> np.ndarray:
-    """Per frame, the left eye's (OS) iris centre x and its corners' midpoint x, in pixels, as the
-    phantoms measure them (through ``refine``; a lid curve runs from corner to corner)."""
+def _left_eyes(
+    geometry: list[tuple[phantoms.EyeGeometry, phantoms.EyeGeometry] | None],
+) -> list[phantoms.EyeGeometry]:
+    """The left eye (OS) of every frame, as the phantoms measure it (through ``refine``)."""
     eyes = [pair[OS] for pair in geometry if pair is not None]
-    assert len(eyes) == len(geometry)
+    assert len(eyes) == len(geometry), "a frame without the face"
+    return eyes
+
+
+def _iris_and_corners(eyes: list[phantoms.EyeGeometry]) -> np.ndarray:
+    """Per frame, the iris centre x and the eye corners' midpoint x, in pixels (a lid curve runs from
+    corner to corner)."""
     return np.asarray([(eye.iris_centre[0], eye.upper[[0, -1], 0].mean()) for eye in eyes])
 
 
@@ -29,10 +36,10 @@ def test_the_eye_corners_stay_when_the_eye_turns(
     perception = FacePerception("cpu")
     geometry = phantoms.measure(frames, perception)
     shift = phantoms.rotation_mm(15.0) * phantoms.px_per_mm(geometry)
-    turned = [phantoms.rotate_eyeball(f, g[OS], shift) for f, g in zip(frames, geometry, strict=True)]
-    iris_moved, corners_moved = np.median(
-        _iris_and_corners(phantoms.measure(turned, perception)) - _iris_and_corners(geometry), axis=0
-    )
+    before = _left_eyes(geometry)
+    turned = [phantoms.rotate_eyeball(f, eye, shift) for f, eye in zip(frames, before, strict=True)]
+    after = _left_eyes(phantoms.measure(turned, perception))
+    iris_moved, corners_moved = np.median(_iris_and_corners(after) - _iris_and_corners(before), axis=0)
     assert iris_moved > 0.8 * shift, (iris_moved, shift)
     # the eye reader's contour corners alone followed 0.29 of the iris here, the shared corners 0.19
     assert abs(corners_moved) < 0.22 * iris_moved, (corners_moved, iris_moved)
