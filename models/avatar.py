@@ -14,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from models.eyes import EyeState, eye_axes
+from models.eyes import EyeState, along_slid_lids, eye_axes
 from models.template import (
     EYE_INNER,
     EYE_OUTER,
@@ -218,7 +218,9 @@ def drive_eyes(state: EyeState) -> EyeDrive:
     The template keeps its own eye width and lid shape; only the iris-normalised numbers move it: iris
     position along the eye axis (as a fraction of the width), iris height, and lid margin distances
     from the iris centre (MRD1, MRD2) in iris diameters. The lid curves are scaled so that their height
-    at the rendered iris position equals what was measured.
+    equals what was measured at the place along the eye where it was measured: the iris's place on the
+    lid curves as the networks read them, which slide with their corners (``eyes.along_slid_lids``);
+    the iris itself is drawn at its true place.
     """
     rig = template_rig()
     d = rig.iris_diameter
@@ -230,8 +232,9 @@ def drive_eyes(state: EyeState) -> EyeDrive:
         v_r = float(np.clip(state.iris_v[e], -1.0, 1.0)) * d
         up_target = v_r + float(np.clip(state.upper[e], -1.0, 1.5)) * d
         lo_target = v_r - float(np.clip(state.lower[e], -1.0, 1.5)) * d
-        up_t = _along_lid(rig.lid_u[e, 0], rig.lid_v[e, 0], u_r)
-        lo_t = _along_lid(rig.lid_u[e, 1], rig.lid_v[e, 1], u_r)
+        u_lids = float(np.clip(along_slid_lids(state.iris_u[e]), 0.15, 0.85)) * w
+        up_t = _along_lid(rig.lid_u[e, 0], rig.lid_v[e, 0], u_lids)
+        lo_t = _along_lid(rig.lid_u[e, 1], rig.lid_v[e, 1], u_lids)
         a_up = np.clip(up_target / up_t if abs(up_t) > 1e-6 else 1.0, -1.0, 3.0)
         a_lo = np.clip(lo_target / lo_t if abs(lo_t) > 1e-6 else 1.0, -1.0, 3.0)
         upper = rig.lid_v[e, 0] * a_up

@@ -27,7 +27,7 @@ class EyeState:
     upper: np.ndarray  # upper lid margin height above the iris centre (MRD1)
     lower: np.ndarray  # lower lid margin depth below the iris centre (MRD2)
     iris_u: np.ndarray  # iris centre along the eye axis, 0 = outer corner, 1 = inner corner (a track's is
-    # measured in the image, as the camera sees it: iris_along_eye_seen)
+    # measured in the image, as the camera sees it: iris_along_eye_seen, the corners' slide taken out)
     iris_v: np.ndarray  # iris centre above the corner line
     iris_diameter: np.ndarray  # in the head frame's units (template units after pose removal)
 
@@ -114,6 +114,33 @@ def iris_along_eye_seen(points: np.ndarray, iris: np.ndarray) -> np.ndarray:
     axis = inner - outer
     along = ((iris[..., 0, :2].astype(np.float64) - outer) * axis).sum(-1)
     return np.asarray(along / (axis * axis).sum(-1).clip(1e-9))
+
+
+# The eye corners that the gaze is read between slide with the iris: the networks see the eye whole, and
+# a turned eye pulls their corners after it. On the squint phantom, whose corners do not move (an eyeball
+# turned under still lids, tools/phantoms.rotate_eyeball), the midpoint of our corners (the contour's and
+# the mesh's, averaged: tracking.refine) moved 0.13-0.29 of the iris's shift over four shared clips, mean
+# 0.23; the independent reader's corners (dlib's) moved 0.0-0.38 (mean 0.19), and on real gaze shifts ours
+# follow the gaze 0.10 more than dlib's. A gaze read between sliding corners is short by that fraction
+# (the squint read 8.5-14.6 degrees of 15 on seven clips, a nystagmus 0.69-0.86 mm of 1.05), so it is
+# scaled back (models/README.md, "Measured (2026-12-07, eighteenth session)").
+CORNER_SLIDE = 0.23
+
+
+def undo_corner_slide(along: np.ndarray) -> np.ndarray:
+    """The iris's place along the eye (0 outer corner, 1 inner) with the corners' slide taken out: its
+    distance from the eye's middle divided by (1 - CORNER_SLIDE). The middle is where the corners
+    would not move; a place past a corner is clipped by whoever draws it."""
+    return np.asarray(0.5 + (np.asarray(along) - 0.5) / (1.0 - CORNER_SLIDE))
+
+
+def along_slid_lids(along: np.ndarray) -> np.ndarray:
+    """The inverse of undo_corner_slide: where the iris sat along the lid curves as the networks read
+    them. The lids slide with their corners, so the lid heights at the iris (MRD1, MRD2) were read at this
+    place on the slid curves, and a drawn lid must be matched to them there, not at the iris's true place
+    (matched there, the template's lids, which taper towards the corners, opened wider in every sideways
+    glance: dlib's EAR r on the mask of `livep_d0` fell from 0.81 to 0.68)."""
+    return np.asarray(0.5 + (np.asarray(along) - 0.5) * (1.0 - CORNER_SLIDE))
 
 
 # The iris network's lid contour never quite meets on a fully closed eye: on the shared videos' complete

@@ -19,6 +19,7 @@ from models.eyes import (
     iris_along_eye_seen,
     iris_diameter,
     measure_eyes,
+    undo_corner_slide,
 )
 from models.filters import binomial3, median3
 from models.geometry import euler_to_rotation, fit_similarity, rotation_to_euler
@@ -121,7 +122,8 @@ def reconstruct(track: Track, device: torch.device | str = "cpu") -> TrackRecons
         head_iris = _to_head(iris, r, t, sc).reshape(hi - lo, 2, 5, 3).cpu().numpy()
         state = measure_eyes(head, head_iris, diameter=ruler)
         seen = iris_along_eye_seen(marks.points(lo, hi), marks.iris(lo, hi))  # image landmarks, on the host
-        eye_parts.append(replace(state, iris_u=seen))  # along the eye as the camera saw it (see there)
+        # along the eye as the camera saw it (see there), without the corners' slide (undo_corner_slide)
+        eye_parts.append(replace(state, iris_u=undo_corner_slide(seen)))
     eyes = calibrate_closure(_concat_eyes(eye_parts))
     eyes = EyeState(
         width=eyes.width,

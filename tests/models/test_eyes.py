@@ -8,6 +8,7 @@ import torch
 
 from models.avatar import drive_eyes, template_rig
 from models.eyes import (
+    along_slid_lids,
     iris_along_eye_seen,
     measure_eyes,
     to_mm,
@@ -54,19 +55,25 @@ def test_the_measurement_does_not_depend_on_the_patients_eye_size() -> None:
     assert np.allclose(small.iris_u, large.iris_u) and np.allclose(small.iris_v, large.iris_v)
 
 
-def test_the_template_eye_is_driven_to_the_measured_lid_heights() -> None:
+def test_the_template_eye_is_driven_to_the_measured_lid_heights_where_they_were_read() -> None:
+    """The iris is drawn at its true place along the eye; the lid heights were read at the iris's place
+    on the lid curves as the networks put them, which slide with their corners (eyes.along_slid_lids),
+    so the drawn lids match them there."""
     pts, iris = _synthetic_face(upper=0.25, lower=0.5, iris_u=0.35, iris_v=0.05)
     state = measure_eyes(pts, iris)
     drive = drive_eyes(state)
     rig = template_rig()
     d = rig.iris_diameter
+    read_at = float(along_slid_lids(np.asarray(0.35)))
+    assert abs(read_at - 0.35) > 0.03  # the test tells the two places apart
     for e in range(2):
         u_r, v_r = drive.iris_uv[e]
         assert np.isclose(u_r / rig.eye_width[e], 0.35, atol=1e-6)
+        u_lids = read_at * rig.eye_width[e]
         order = np.argsort(rig.lid_u[e, 0])
-        up = np.interp(u_r, rig.lid_u[e, 0][order], drive.lid_v[e, 0][order])
+        up = np.interp(u_lids, rig.lid_u[e, 0][order], drive.lid_v[e, 0][order])
         order = np.argsort(rig.lid_u[e, 1])
-        lo = np.interp(u_r, rig.lid_u[e, 1][order], drive.lid_v[e, 1][order])
+        lo = np.interp(u_lids, rig.lid_u[e, 1][order], drive.lid_v[e, 1][order])
         assert np.isclose((up - v_r) / d, 0.25, atol=1e-6)
         assert np.isclose((v_r - lo) / d, 0.5, atol=1e-6)
 
