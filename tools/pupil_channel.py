@@ -2,8 +2,9 @@
 
 The eval tool reads a pupil as the darkest quarter of the eye's pixels inside dlib's six eye points,
 measured along dlib's eye corners. Our mask draws the iris at the fraction of the way between *our* eye
-corners that the product measured (``eyes.iris_along_eye_seen``). This tool takes the two apart on each
-original video, per eye (image-left eye first; positions image-left corner 0 .. image-right corner 1):
+corners that the product measured (``eyes.iris_along_eye_seen``, the corners' slide taken out:
+``eyes.undo_corner_slide``). This tool takes the two apart on each original video, per eye
+(image-left eye first; positions image-left corner 0 .. image-right corner 1):
 
 - ``channel``: our drawn fraction against the reader's (what the mask can carry at best);
 - ``reader_pupil_our_corners``: the reader's pupil measured between *our* corners (if high, the corners
@@ -33,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from models.eyes import iris_along_eye_seen  # noqa: E402
+from models.eyes import iris_along_eye_seen, undo_corner_slide  # noqa: E402
 from models.pipeline import DigitalMask  # noqa: E402
 from models.template import EYE_INNER, EYE_OUTER  # noqa: E402
 from models.tracking import REFINED_RING  # noqa: E402
@@ -81,7 +82,8 @@ def video_channel(video: Path, masked: Path | None, python: Path) -> dict[str, A
     track = np.asarray(patient.frames)
     points = patient.landmarks.points(0, len(track)).astype(np.float64)
     iris = patient.landmarks.iris(0, len(track)).astype(np.float64)
-    drawn = iris_along_eye_seen(points, iris)  # (n, 2): outer (0) .. inner (1) corner, per eye
+    # (n, 2): outer (0) .. inner (1) corner, per eye, as reconstruct hands it to the mask (before its median)
+    drawn = undo_corner_slide(iris_along_eye_seen(points, iris))
     reader = dlib_reading(video, python)["frames"]
     mask_reader = dlib_reading(masked, python, video)["frames"] if masked is not None else None
     eyes = []
