@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import exposure
 from . import roi as roi_ops
 from .detection import FULL_RANGE, SHORT_RANGE, decode, ssd_anchor_centers, weighted_nms
 from .graph import GraphNet, build
@@ -34,6 +35,8 @@ NUM_MESH_POINTS = 468
 Frames = Sequence[np.ndarray] | np.ndarray
 EyeReader = Literal["attention", "iris"]
 IRIS_NETWORK_ORDER_EYE1 = (0, 3, 2, 1, 4)
+ATTENTION_EYE_OUTPUTS = (2, 3, 4, 5)  # the attention mesh's outputs: both eyes' contours, both irises
+FACE_PRESENCE = 0.5  # the mesh network's presence below which a crop is not taken for a face (tracking)
 
 
 @dataclass(frozen=True)
@@ -223,7 +226,10 @@ class FacePerception:
         mesh = roi_ops.project(raw_mesh.reshape(-1, NUM_MESH_POINTS, 3), all_rois, MESH_SIZE)
         presence = torch.sigmoid(presence_logit.reshape(-1))
         if self.iris_net is None:
-            contours, iris = self._attention_eyes(outputs, all_rois)
+            frame_gains = torch.tensor([exposure.exposure_gain(t) if t is not None else 1.0 for t in tensors])
+            gains = frame_gains.repeat_interleave(torch.tensor(counts))  # per crop, its frame's
+            eye_outputs = self._eyes_in_normal_light(mesh_in, outputs, presence, gains)
+            contours, iris = self._attention_eyes(eye_outputs, all_rois)
         else:
             contours, iris = self._iris_network_eyes(tensors, counts, mesh)
         if self.fit_iris:
@@ -251,6 +257,29 @@ class FacePerception:
                 k += 1
             out.append(faces)
         return out
+
+    def _eyes_in_normal_light(
+        self,
+        crops: torch.Tensor,
+        outputs: tuple[torch.Tensor, ...],
+        presence: torch.Tensor,
+        gain: torch.Tensor,
+    ) -> tuple[torch.Tensor, ...]:
+        """The attention heads' eyes and irises of each face in an underexposed frame read again from its
+        crop brought to a normal exposure by its frame's ``gain`` (N,) (exposure.py says why). Only the
+        eyes: the mesh and the presence, which tracking and fail-closed decide on, stay those of the
+        crop as filmed (with the whole mesh read from brightened crops, a stage-lit face split its
+        track). Normally exposed frames, and crops not taken for a face, cost nothing."""
+        gain = gain.to(crops.device)
+        dim = (gain > 1.0) & (presence >= FACE_PRESENCE)
+        if not bool(dim.any()):
+            return outputs
+        again = self.mesh_net(exposure.expose(crops[dim], gain[dim]) / 255.0)
+        merged = list(outputs)
+        for k in ATTENTION_EYE_OUTPUTS:
+            merged[k] = outputs[k].clone()
+            merged[k][dim] = again[k]
+        return tuple(merged)
 
     def _attention_eyes(
         self, outputs: tuple[torch.Tensor, ...], rois: torch.Tensor
