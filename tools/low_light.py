@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from models.metrics import detect_blinks, frame_series  # noqa: E402
+from models.perception.exposure import linear_to_srgb, srgb_to_linear  # noqa: E402
 from models.pipeline import DigitalMask  # noqa: E402
 from tools.phantoms import read_clip  # noqa: E402
 
@@ -41,23 +43,14 @@ SHUT_FRACTION = 0.2  # original frames below this fraction of the eye's median a
 BLINK_TOLERANCE = 2
 
 
-def srgb_to_linear(v: np.ndarray) -> np.ndarray:
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(v: np.ndarray) -> np.ndarray:
-    v = np.clip(v, 0.0, 1.0)
-    return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055)
-
-
 def dim(frame: np.ndarray, exposure: float, gained: bool, rng: np.random.Generator) -> np.ndarray:
     """``frame`` (RGB uint8) as filmed with ``exposure`` times the light; amplified back if ``gained``."""
-    light = srgb_to_linear(frame.astype(np.float64) / 255.0) * exposure
+    light = srgb_to_linear(torch.from_numpy(frame / 255.0)).numpy() * exposure
     electrons = rng.poisson(light * FULL_WELL_E) + rng.normal(0.0, READ_NOISE_E, frame.shape)
     digital = np.round(np.clip(electrons / FULL_WELL_E, 0.0, 1.0) * ADC_LEVELS) / ADC_LEVELS
     if gained:
         digital = digital / exposure
-    return np.round(linear_to_srgb(digital) * 255.0).astype(np.uint8)
+    return np.round(linear_to_srgb(torch.from_numpy(digital)).numpy() * 255.0).astype(np.uint8)
 
 
 def _r(a: np.ndarray, b: np.ndarray) -> float | None:
