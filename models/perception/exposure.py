@@ -14,7 +14,8 @@ of ``hamilton_white_house`` changed their reading on the mask (asymmetry r -0.07
 paired seeds). So a frame two stops or more under gets a gain that brings its highlights to
 NORMAL_HIGHLIGHT, at most four stops, and every other frame is read exactly as filmed (every shared
 photo and video frame is). A gain amplifies the picture's noise with it; noise is what is left of low
-light (models/README.md).
+light (models/README.md). Only the default eye reader, the attention mesh, reads again; the separate
+iris network (``FacePerception(eyes="iris")``) reads as filmed.
 """
 
 from __future__ import annotations
