@@ -39,6 +39,8 @@ MATERIAL_SKIN, MATERIAL_EYE, MATERIAL_MOUTH = 0, 1, 2
 # Template eye openings are drawn larger than the canonical mesh's: more pixels per eye make lid and
 # iris positions readable by downstream face tools at video resolutions. Same for every patient.
 EYE_SCALE = 1.0
+# where along the eye (0 outer corner, 1 inner) the drawn iris and the lids' matching place may go
+IRIS_ALONG_RANGE = (0.15, 0.85)
 _PLATE_DEPTH = 0.35  # eye and mouth plates sit this far (template units) behind their openings
 _UPPER_LIP_CENTRE, _LOWER_LIP_CENTRE = 13, 14  # inner lip points (MediaPipe topology)
 # template y (image axes, down) below the lowest a driven lower lid can go: the eyes stay as measured
@@ -228,11 +230,11 @@ def drive_eyes(state: EyeState) -> EyeDrive:
     iris_uv = np.zeros((2, 2))
     for e in range(2):
         w = rig.eye_width[e]
-        u_r = float(np.clip(state.iris_u[e], 0.15, 0.85)) * w
+        u_r = float(np.clip(state.iris_u[e], *IRIS_ALONG_RANGE)) * w
         v_r = float(np.clip(state.iris_v[e], -1.0, 1.0)) * d
         up_target = v_r + float(np.clip(state.upper[e], -1.0, 1.5)) * d
         lo_target = v_r - float(np.clip(state.lower[e], -1.0, 1.5)) * d
-        u_lids = float(np.clip(along_slid_lids(state.iris_u[e]), 0.15, 0.85)) * w
+        u_lids = float(np.clip(along_slid_lids(state.iris_u[e]), *IRIS_ALONG_RANGE)) * w
         up_t = _along_lid(rig.lid_u[e, 0], rig.lid_v[e, 0], u_lids)
         lo_t = _along_lid(rig.lid_u[e, 1], rig.lid_v[e, 1], u_lids)
         a_up = np.clip(up_target / up_t if abs(up_t) > 1e-6 else 1.0, -1.0, 3.0)
