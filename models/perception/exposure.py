@@ -53,13 +53,16 @@ def highlight(frame: torch.Tensor) -> torch.Tensor:
     return luma.kthvalue(max(1, math.ceil(HIGHLIGHT_QUANTILE * luma.numel()))).values
 
 
-def exposure_gain(frame: torch.Tensor) -> float:
+_NORMAL_LINEAR = float(srgb_to_linear(torch.tensor(NORMAL_HIGHLIGHT / 255.0)))
+
+
+def exposure_gain(frame: torch.Tensor) -> torch.Tensor:
     """The linear-light gain that brings a (1, 3, H, W) RGB frame in 0..255 to a normal exposure: 1 for a
-    frame that is normally lit or less than two stops under."""
+    frame that is normally lit or less than two stops under. A 0-d tensor on the frame's device, so that
+    a batch's gains are judged without a transfer per frame."""
     level = highlight(frame).clamp(min=1.0) / 255.0
-    normal = srgb_to_linear(torch.tensor(NORMAL_HIGHLIGHT / 255.0))
-    gain = float((normal / srgb_to_linear(level.cpu())).clamp(max=MAX_GAIN))
-    return gain if gain >= MIN_GAIN else 1.0
+    gain = (_NORMAL_LINEAR / srgb_to_linear(level)).clamp(max=MAX_GAIN)
+    return torch.where(gain >= MIN_GAIN, gain, torch.ones_like(gain))
 
 
 def expose(images: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:

@@ -226,8 +226,14 @@ class FacePerception:
         mesh = roi_ops.project(raw_mesh.reshape(-1, NUM_MESH_POINTS, 3), all_rois, MESH_SIZE)
         presence = torch.sigmoid(presence_logit.reshape(-1))
         if self.iris_net is None:
-            frame_gains = torch.tensor([exposure.exposure_gain(t) if t is not None else 1.0 for t in tensors])
-            gains = frame_gains.repeat_interleave(torch.tensor(counts))  # per crop, its frame's
+            # per crop, its frame's (a frame without faces has no tensor and no crops)
+            gains = torch.cat(
+                [
+                    exposure.exposure_gain(t).expand(n)
+                    for t, n in zip(tensors, counts, strict=True)
+                    if t is not None
+                ]
+            )
             eye_outputs = self._eyes_in_normal_light(mesh_in, outputs, presence, gains)
             contours, iris = self._attention_eyes(eye_outputs, all_rois)
         else:
