@@ -4,7 +4,7 @@ Why: the mesh network reads the lids of a dark picture as further apart. Each sh
 with a tenth of the light (``tools/low_light.py``) measured its shut eyes at 1.07 mm on average and up
 to 2.3 mm, where the same frames measured 0.38 mm in the original light: an incomplete closure that is
 not there. Brought back to a normal exposure, as a longer exposure would have brought them (scaled in
-linear light), they measure about 0.6 mm (models/README.md, "Low light").
+linear light), they measure about 0.5 mm (models/README.md, "Low light").
 
 Whether a picture is underexposed is judged on the whole frame: its highlights (the 99.5th percentile
 of luminance) sit at 135-242 grey levels over every frame of the shared videos and at 151 or more in
@@ -13,9 +13,10 @@ it is also the patient's skin tone, and brightening the dim-looking, normally ex
 of ``hamilton_white_house`` changed their reading on the mask (asymmetry r -0.07 in both of two
 paired seeds). So a frame two stops or more under gets a gain that brings its highlights to
 NORMAL_HIGHLIGHT, at most four stops, and every other frame is read exactly as filmed (every shared
-photo and video frame is). A gain amplifies the picture's noise with it; noise is what is left of low
-light (models/README.md). Only the default eye reader, the attention mesh, reads again; the separate
-iris network (``FacePerception(eyes="iris")``) reads as filmed.
+photo and video frame is). The whole frame is brought up before any network sees it: detection, mesh,
+eyes and the iris fit all read it as in normal light. (Reading only the eyes again from brightened
+crops, the first version, left the glasses of ``livep_d12`` reading shut eyes 2 mm open.) A gain
+amplifies the picture's noise with it; noise is what is left of low light (models/README.md).
 """
 
 from __future__ import annotations

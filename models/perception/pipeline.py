@@ -35,7 +35,6 @@ NUM_MESH_POINTS = 468
 Frames = Sequence[np.ndarray] | np.ndarray
 EyeReader = Literal["attention", "iris"]
 IRIS_NETWORK_ORDER_EYE1 = (0, 3, 2, 1, 4)
-ATTENTION_EYE_OUTPUTS = (2, 3, 4, 5)  # the attention mesh's outputs: both eyes' contours, both irises
 FACE_PRESENCE = 0.5  # the mesh network's presence below which a crop is not taken for a face (tracking)
 
 
@@ -113,7 +112,8 @@ class FacePerception:
     # -- frames ---------------------------------------------------------------------------------
 
     def _frame_tensor(self, frame: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 RGB -> (1, 3, H, W) float32 in 0..255 on the device."""
+        """HxWx3 uint8 RGB -> (1, 3, H, W) float32 in 0..255 on the device; an underexposed frame
+        brought to a normal exposure (exposure.py), so that every network reads it as in normal light."""
         if frame.ndim == 2:
             frame = np.repeat(frame[:, :, None], 3, axis=2)
         if frame.ndim != 3 or frame.shape[2] != 3:
@@ -123,7 +123,9 @@ class FacePerception:
         if not frame.flags.writeable:  # torch warns on read-only arrays (e.g. from PIL)
             frame = frame.copy()
         t = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True)
-        return t.permute(2, 0, 1).unsqueeze(0).float()
+        t = t.permute(2, 0, 1).unsqueeze(0).float()
+        gain = exposure.exposure_gain(t)
+        return exposure.expose(t, gain.reshape(1)) if bool(gain > 1.0) else t
 
     def _letterbox(self, frame: torch.Tensor, zoom_out: float = 1.0) -> tuple[torch.Tensor, Letterbox]:
         """Fit the frame into the square detector input keeping its aspect ratio, black borders,
@@ -226,16 +228,7 @@ class FacePerception:
         mesh = roi_ops.project(raw_mesh.reshape(-1, NUM_MESH_POINTS, 3), all_rois, MESH_SIZE)
         presence = torch.sigmoid(presence_logit.reshape(-1))
         if self.iris_net is None:
-            # per crop, its frame's (a frame without faces has no tensor and no crops)
-            gains = torch.cat(
-                [
-                    exposure.exposure_gain(t).expand(n)
-                    for t, n in zip(tensors, counts, strict=True)
-                    if t is not None
-                ]
-            )
-            eye_outputs = self._eyes_in_normal_light(mesh_in, outputs, presence, gains)
-            contours, iris = self._attention_eyes(eye_outputs, all_rois)
+            contours, iris = self._attention_eyes(outputs, all_rois)
         else:
             contours, iris = self._iris_network_eyes(tensors, counts, mesh)
         if self.fit_iris:
@@ -263,29 +256,6 @@ class FacePerception:
                 k += 1
             out.append(faces)
         return out
-
-    def _eyes_in_normal_light(
-        self,
-        crops: torch.Tensor,
-        outputs: tuple[torch.Tensor, ...],
-        presence: torch.Tensor,
-        gain: torch.Tensor,
-    ) -> tuple[torch.Tensor, ...]:
-        """The attention heads' eyes and irises of each face in an underexposed frame read again from its
-        crop brought to a normal exposure by its frame's ``gain`` (N,) (exposure.py says why). Only the
-        eyes: the mesh and the presence, which tracking and fail-closed decide on, stay those of the
-        crop as filmed (with the whole mesh read from brightened crops, a stage-lit face split its
-        track). Normally exposed frames, and crops not taken for a face, cost nothing."""
-        gain = gain.to(crops.device)
-        dim = (gain > 1.0) & (presence >= FACE_PRESENCE)
-        if not bool(dim.any()):
-            return outputs
-        again = self.mesh_net(exposure.expose(crops[dim], gain[dim]) / 255.0)
-        merged = list(outputs)
-        for k in ATTENTION_EYE_OUTPUTS:
-            merged[k] = outputs[k].clone()
-            merged[k][dim] = again[k]
-        return tuple(merged)
 
     def _attention_eyes(
         self, outputs: tuple[torch.Tensor, ...], rois: torch.Tensor
