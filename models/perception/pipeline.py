@@ -122,10 +122,11 @@ class FacePerception:
             raise ValueError(f"expected uint8 frames, got {frame.dtype}")
         if not frame.flags.writeable:  # torch warns on read-only arrays (e.g. from PIL)
             frame = frame.copy()
-        t = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True)
-        t = t.permute(2, 0, 1).unsqueeze(0).float()
+        levels = torch.from_numpy(np.ascontiguousarray(frame)).to(self.device, non_blocking=True)
+        levels = levels.permute(2, 0, 1).unsqueeze(0)
+        t = levels.float()
         gain = exposure.exposure_gain(t)
-        return exposure.expose(t, gain.reshape(1)) if bool(gain > 1.0) else t
+        return exposure.expose_levels(levels, gain) if bool(gain > 1.0) else t
 
     def _letterbox(self, frame: torch.Tensor, zoom_out: float = 1.0) -> tuple[torch.Tensor, Letterbox]:
         """Fit the frame into the square detector input keeping its aspect ratio, black borders,

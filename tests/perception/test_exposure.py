@@ -14,6 +14,7 @@ from models.perception.exposure import (
     MIN_GAIN,
     NORMAL_HIGHLIGHT,
     expose,
+    expose_levels,
     exposure_gain,
     highlight,
     linear_to_srgb,
@@ -58,3 +59,10 @@ def test_a_frame_filmed_with_a_tenth_of_the_light_is_brought_back_to_a_normal_ex
 
 def test_a_black_frame_is_amplified_at_most_four_stops() -> None:
     assert float(exposure_gain(torch.zeros(1, 3, 64, 64))) == MAX_GAIN
+
+
+def test_an_8_bit_frame_is_exposed_by_table_to_the_same_values(frames: list[torch.Tensor]) -> None:
+    dim = filmed_with(frames[0], 0.1).round().clamp(0, 255)
+    gain = exposure_gain(dim)
+    looked_up, computed = expose_levels(dim.to(torch.uint8), gain), expose(dim, gain.reshape(1))
+    assert torch.allclose(looked_up, computed, rtol=0, atol=1e-3)  # to float rounding
