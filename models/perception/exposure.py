@@ -59,8 +59,8 @@ _NORMAL_LINEAR = float(srgb_to_linear(torch.tensor(NORMAL_HIGHLIGHT / 255.0)))
 
 def exposure_gain(frame: torch.Tensor) -> torch.Tensor:
     """The linear-light gain that brings a (1, 3, H, W) RGB frame in 0..255 to a normal exposure: 1 for a
-    frame that is normally lit or less than two stops under. A 0-d tensor on the frame's device, so that
-    a batch's gains are judged without a transfer per frame."""
+    frame that is normally lit or less than two stops under. A 0-d tensor on the frame's device: the
+    caller decides when the number goes to the host."""
     level = highlight(frame).clamp(min=1.0) / 255.0
     gain = (_NORMAL_LINEAR / srgb_to_linear(level)).clamp(max=MAX_GAIN)
     return torch.where(gain >= MIN_GAIN, gain, torch.ones_like(gain))
