@@ -69,21 +69,21 @@ def embeddings(data: Path, masks: dict[str, Path], cache: analyze.Cache) -> dict
 
 
 def per_query(emb: np.ndarray, identity: np.ndarray, recogniser: str) -> tuple[np.ndarray, np.ndarray]:
-    """Rank-1 hit and AUC of each query mask against the other masks (NaN where the query's person
-    has no other mask)."""
+    """Rank-1 hit (the eval tool's own Mask2Mask rule, ``metrics.reid``) and AUC of each query mask
+    against the other masks (NaN where the query's person has no other mask)."""
     distance, _ = metrics.RECOGNISERS[recogniser]
     n = len(identity)
-    hits, aucs = np.full(n, np.nan), np.full(n, np.nan)
+    source = [f"p{k}" for k in range(n)]  # every photo its own source, as the eval tool's photos
+    ranked = metrics.reid(emb, identity, source, emb, identity, source, recogniser)["per_query"]
+    hits = np.array([np.nan if q is None else float(q[0]) for q in ranked])
+    aucs = np.full(n, np.nan)
     for q in range(n):
         others = np.arange(n) != q
         mates = others & (identity == identity[q])
         if not mates.any():
             continue
         d = np.asarray(distance(emb[q], emb), np.float64)
-        d[q] = np.inf
-        hits[q] = float(identity[int(np.argmin(d))] == identity[q])
-        strangers = others & ~mates
-        aucs[q] = float((d[mates][:, None] < d[strangers][None, :]).mean())
+        aucs[q] = float((d[mates][:, None] < d[others & ~mates][None, :]).mean())
     return hits, aucs
 
 
