@@ -16,7 +16,7 @@ from itertools import islice
 
 import numpy as np
 
-from models.perception import FACE_PRESENCE, FacePerception
+from models.perception import FacePerception
 from models.perception.roi import bbox
 from models.perception.types import FaceLandmarks, Roi
 from models.template import EYE_INNER, EYE_OUTER, LOWER_LID, UPPER_LID
@@ -196,7 +196,7 @@ class FaceTracker:
         self,
         perception: FacePerception,
         batch_size: int = 8,
-        min_presence: float = FACE_PRESENCE,
+        min_presence: float = 0.5,
         fail_detection_score: float = 0.5,
         carry_frames: int = 2,
     ) -> None:

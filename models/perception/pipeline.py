@@ -35,7 +35,6 @@ NUM_MESH_POINTS = 468
 Frames = Sequence[np.ndarray] | np.ndarray
 EyeReader = Literal["attention", "iris"]
 IRIS_NETWORK_ORDER_EYE1 = (0, 3, 2, 1, 4)
-FACE_PRESENCE = 0.5  # the mesh network's presence below which a crop is not taken for a face (tracking)
 
 
 @dataclass(frozen=True)
