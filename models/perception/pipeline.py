@@ -75,6 +75,7 @@ class FacePerception:
         num_threads: int | None = None,
         eyes: EyeReader = "attention",
         fit_iris: bool = True,
+        antialias: bool = True,
     ) -> None:
         """``zoom_out_fallback``: frames where the detector finds no face are run again shrunk by this
         factor inside the detector input. Why: the full-range model misses faces that fill most of
@@ -85,6 +86,10 @@ class FacePerception:
         crops per face. ``fit_iris`` (the default) moves each iris centre along its eye to where the
         picture's dark disc is (iris_fit.py says why; measured in models/README.md, "The iris fitted to
         the picture"); off, the iris is the networks' own reading, as the reference runtimes give it.
+        ``antialias`` (the default): a crop that shrinks the face into a landmark network's input
+        averages the frame pixels each crop pixel spans, so a grainy frame from a dim room reaches the
+        network with its grain averaged down (roi.crop; models/README.md, "Low light: the grain
+        averaged in the crop"); off, crops are bilinear samples as MediaPipe's runtime takes them.
         """
         if detector not in ("short", "full"):
             raise ValueError(f"detector must be 'short' or 'full', not {detector!r}")
@@ -102,6 +107,7 @@ class FacePerception:
         )
         self.iris_net: GraphNet | None = self._prepare(build("iris_landmark")) if eyes == "iris" else None
         self.fit_iris = fit_iris
+        self.antialias = antialias
         self._anchors = torch.from_numpy(ssd_anchor_centers(self.detector_config)).to(self.device)
         self._eye_flip = torch.tensor(roi_ops.EYE_FLIPPED, device=self.device)
 
@@ -217,7 +223,7 @@ class FacePerception:
         # face mesh
         mesh_in = torch.cat(
             [
-                roi_ops.crop(t, r, MESH_SIZE)
+                roi_ops.crop(t, r, MESH_SIZE, antialias=self.antialias)
                 for t, r in zip(tensors, face_rois, strict=True)
                 if t is not None and r is not None
             ]
@@ -290,7 +296,7 @@ class FacePerception:
             if t is None:
                 continue
             er = eye_rois[start : start + c].reshape(-1, 4)
-            eye_in.append(roi_ops.crop(t, er, IRIS_SIZE, flip[: 2 * c]))
+            eye_in.append(roi_ops.crop(t, er, IRIS_SIZE, flip[: 2 * c], antialias=self.antialias))
             start += c
         raw_contour, raw_iris = self.iris_net(torch.cat(eye_in) / 255.0)
         flat_eye_rois = eye_rois.reshape(-1, 4)

@@ -80,11 +80,39 @@ def roi_tensor(rois: list[Roi], device: torch.device) -> torch.Tensor:
     return torch.tensor([[r.cx, r.cy, r.size, r.rotation] for r in rois], dtype=torch.float32, device=device)
 
 
-def crop(frame: torch.Tensor, rois: torch.Tensor, out: int, flip: torch.Tensor | None = None) -> torch.Tensor:
+# An antialiased crop samples each crop pixel this many times across at most (so 16 samples).
+MAX_SUBSAMPLES = 4
+
+
+def subsamples(rois: torch.Tensor, out: int) -> int:
+    """How many samples across each crop pixel an antialiased crop takes: about the frame pixels one
+    crop pixel spans (the largest face of the batch decides), at least 1, at most ``MAX_SUBSAMPLES``."""
+    if rois.shape[0] == 0:
+        return 1
+    span = float((rois[:, 2] / out).max())
+    return int(min(MAX_SUBSAMPLES, max(1, round(span))))
+
+
+def crop(
+    frame: torch.Tensor,
+    rois: torch.Tensor,
+    out: int,
+    flip: torch.Tensor | None = None,
+    antialias: bool = False,
+) -> torch.Tensor:
     """Batched rotated square crops of one frame (1, C, H, W) float -> (n, C, out, out).
 
     Bilinear, border pixels replicated outside the frame (ImageToTensor BORDER_REPLICATE).
-    ``flip`` (n,) bool mirrors a crop horizontally."""
+    ``flip`` (n,) bool mirrors a crop horizontally. ``antialias``: each crop pixel is the mean of a
+    ``subsamples`` x ``subsamples`` grid over the frame pixels it spans, so a crop that shrinks the
+    face averages those pixels instead of picking four of them. Why: a face filmed in a dim room with
+    the camera's gain turned up is grainy, and a plain bilinear crop hands that grain to the landmark
+    network nearly undiminished; averaging what each crop pixel covers divides it by the shrink factor
+    (models/README.md, "Low light: noise")."""
+    if antialias:
+        k = subsamples(rois, out)
+        if k > 1:
+            return F.avg_pool2d(crop(frame, rois, out * k, flip), k)
     n = rois.shape[0]
     _, _, h, w = frame.shape
     t = (torch.arange(out, device=frame.device, dtype=torch.float32) + 0.5) / out - 0.5

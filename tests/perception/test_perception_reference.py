@@ -68,9 +68,10 @@ def short_perception() -> FacePerception:
 @pytest.fixture(scope="module")
 def iris_perception() -> FacePerception:
     """The face_landmark + iris_landmark networks that LiteRT can run (the default attention mesh is
-    checked against MediaPipe's runtime in test_attention_mesh.py), with their own iris reading: the
-    reference pipeline has no fit to the picture."""
-    return FacePerception(eyes="iris", fit_iris=False)
+    checked against MediaPipe's runtime in test_attention_mesh.py), with their own iris reading and
+    crops sampled as MediaPipe's runtime samples them: the reference pipeline has no fit to the picture
+    and no antialiasing."""
+    return FacePerception(eyes="iris", fit_iris=False, antialias=False)
 
 
 @pytest.fixture(scope="module")
