@@ -71,20 +71,42 @@ def embeddings(data: Path, masks: dict[str, Path], cache: analyze.Cache) -> dict
 def per_query(emb: np.ndarray, identity: np.ndarray, recogniser: str) -> tuple[np.ndarray, np.ndarray]:
     """Rank-1 hit (the eval tool's own Mask2Mask rule, ``metrics.reid``) and AUC of each query mask
     against the other masks (NaN where the query's person has no other mask)."""
-    distance, _ = metrics.RECOGNISERS[recogniser]
     n = len(identity)
     source = [f"p{k}" for k in range(n)]  # every photo its own source, as the eval tool's photos
     ranked = metrics.reid(emb, identity, source, emb, identity, source, recogniser)["per_query"]
     hits = np.array([np.nan if q is None else float(q[0]) for q in ranked])
+    return hits, query_aucs(emb, identity, recogniser, np.ones((n, n), dtype=bool))
+
+
+def query_aucs(emb: np.ndarray, identity: np.ndarray, recogniser: str, counted: np.ndarray) -> np.ndarray:
+    """Per query, the share of (same-person mask, other-person mask) pairs in which the same person's
+    is the nearer, over the other-person masks that ``counted[query]`` marks (NaN where the query has
+    no mate or no such other-person mask)."""
+    distance, _ = metrics.RECOGNISERS[recogniser]
+    n = len(identity)
     aucs = np.full(n, np.nan)
     for q in range(n):
         others = np.arange(n) != q
         mates = others & (identity == identity[q])
-        if not mates.any():
+        strangers = others & ~mates & counted[q]
+        if not mates.any() or not strangers.any():
             continue
         d = np.asarray(distance(emb[q], emb), np.float64)
-        aucs[q] = float((d[mates][:, None] < d[others & ~mates][None, :]).mean())
-    return hits, aucs
+        aucs[q] = float((d[mates][:, None] < d[strangers][None, :]).mean())
+    return aucs
+
+
+def by_source(emb: np.ndarray, identity: np.ndarray, source: np.ndarray, recogniser: str) -> dict[str, float]:
+    """Mean AUC against other people's masks from photos of the query's own source, and from other
+    sources. Why: the shared photos come from a few collections, each person's from one, so a mask
+    that keeps anything of how its collection photographs (framing, size, pose habits) links a
+    person's masks without carrying the person; within one source that link is gone, and what is
+    left is the person (or the eye signs the masks keep on purpose)."""
+    same = source[:, None] == source[None, :]
+    return {
+        "auc_same_source": round(float(np.nanmean(query_aucs(emb, identity, recogniser, same))), 4),
+        "auc_other_source": round(float(np.nanmean(query_aucs(emb, identity, recogniser, ~same))), 4),
+    }
 
 
 def paired_difference(
@@ -110,10 +132,13 @@ def paired_difference(
 
 
 def compare(
-    readings: dict[str, dict[str, dict[str, np.ndarray]]], identities: dict[str, str]
+    readings: dict[str, dict[str, dict[str, np.ndarray]]],
+    identities: dict[str, str],
+    sources: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Rank-1 and mean AUC per variant and recogniser, on the photos every variant masked; each
-    variant after the first against the first, per query."""
+    """Rank-1 and mean AUC per variant and recogniser, on the photos every variant masked (with
+    ``sources``, the AUC within and across sources too: ``by_source``); each variant after the first
+    against the first, per query."""
     labels = list(readings)
     common = sorted(set.intersection(*(set(r) for r in readings.values())))
     identity = np.array([identities[p] for p in common], dtype=object)
@@ -130,6 +155,9 @@ def compare(
                 "rank1": round(float(np.nanmean(hits)), 4),
                 "mean_auc": round(float(np.nanmean(aucs)), 4),
             }
+            if sources is not None:
+                source = np.array([sources[p] for p in common], dtype=object)
+                row[recogniser].update(by_source(emb, identity, source, recogniser))
         for label in labels[1:]:
             result["against_" + labels[0]].setdefault(label, {})[recogniser] = paired_difference(
                 scores[labels[0]], scores[label], identity
@@ -147,13 +175,19 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = json.loads((args.data / "manifest.json").read_text())
     identities = {p["path"]: p["identity"] for p in manifest["photos"]}
+    # a photo's source: the collection (repository) it was taken from
+    sources = {p["path"]: p.get("source", {}).get("repo", "unknown") for p in manifest["photos"]}
     cache = analyze.Cache(str(args.work / "readings"))
     readings = {}
     for spec in args.variant:
         label, _, command = spec.partition("=")
         masks = mask_photos(command, args.data, list(identities), args.work / label)
         readings[label] = embeddings(args.data, masks, cache)
-    result = {"what": __doc__.splitlines()[0], "variants_run": args.variant, **compare(readings, identities)}
+    result = {
+        "what": __doc__.splitlines()[0],
+        "variants_run": args.variant,
+        **compare(readings, identities, sources),
+    }
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.write_text(text + "\n")

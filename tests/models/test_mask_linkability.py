@@ -34,6 +34,11 @@ for name, emb in (("linked", linked), ("unlinked", unlinked)):
 _, base = ml.per_query(unlinked, identity, "dlib")
 _, more = ml.per_query(linked, identity, "dlib")
 out["difference"] = ml.paired_difference(base, more, identity)
+# eight people from two collections; each mask carries its collection and nothing of its person
+source = np.array(["a"] * 16 + ["b"] * 16, dtype=object)
+by_collection = np.repeat(rng.normal(size=(2, 128)), 16, axis=0) + 0.3 * rng.normal(size=(32, 128))
+out["source_only"] = ml.by_source(by_collection, identity, source, "dlib")
+out["person"] = ml.by_source(linked, identity, source, "dlib")
 print(json.dumps(out))
 """
 
@@ -62,3 +67,13 @@ def test_a_paired_change_is_reported_with_its_interval(scores: dict) -> None:
     low, high = diff["ci95"]
     assert low <= diff["mean"] <= high and low > 0.3
     assert diff["queries_up"] > diff["queries_down"]
+
+
+def test_masks_that_carry_only_their_photos_source_are_linked_across_sources_not_within(scores: dict) -> None:
+    split = scores["source_only"]
+    assert split["auc_other_source"] == 1.0
+    assert abs(split["auc_same_source"] - 0.5) < 0.1
+
+
+def test_masks_that_carry_their_person_are_linked_within_a_source_too(scores: dict) -> None:
+    assert scores["person"] == {"auc_same_source": 1.0, "auc_other_source": 1.0}
