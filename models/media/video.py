@@ -291,7 +291,9 @@ def _display_transform(frame: av.VideoFrame) -> tuple[Transform, int, bool]:
     """
     matrix: tuple[int, ...] | None = None
     side_data: Any = frame.side_data  # a SideDataContainer at runtime; the stub says TypedDict
-    for sd in side_data:
+    for item in side_data:
+        # PyAV before 18 iterates the side data themselves; PyAV 18 iterates their types, as a mapping
+        sd = item if hasattr(item, "type") else side_data[item]
         if getattr(sd, "type", None) == FrameSideDataType.DISPLAYMATRIX:
             raw = bytes(sd)
             if len(raw) >= 36:
