@@ -108,7 +108,7 @@ def crop(
     face averages those pixels instead of picking four of them. Why: a face filmed in a dim room with
     the camera's gain turned up is grainy, and a plain bilinear crop hands that grain to the landmark
     network nearly undiminished; averaging what each crop pixel covers divides it by the shrink factor
-    (models/README.md, "Low light: noise")."""
+    (models/README.md, "Low light: the grain averaged in the crop")."""
     if antialias:
         k = subsamples(rois, out)
         if k > 1:
