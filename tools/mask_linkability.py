@@ -68,44 +68,52 @@ def embeddings(data: Path, masks: dict[str, Path], cache: analyze.Cache) -> dict
     return out
 
 
-def per_query(emb: np.ndarray, identity: np.ndarray, recogniser: str) -> tuple[np.ndarray, np.ndarray]:
+def distance_matrix(emb: np.ndarray, recogniser: str) -> np.ndarray:
+    """(n, n) distances between every pair of masks, by the recogniser's own distance; computed once
+    per variant and recogniser, for every AUC taken from it."""
+    distance, _ = metrics.RECOGNISERS[recogniser]
+    return np.stack([np.asarray(distance(e, emb), np.float64) for e in emb])
+
+
+def per_query(
+    emb: np.ndarray, dist: np.ndarray, identity: np.ndarray, recogniser: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Rank-1 hit (the eval tool's own Mask2Mask rule, ``metrics.reid``) and AUC of each query mask
-    against the other masks (NaN where the query's person has no other mask)."""
-    n = len(identity)
-    source = [f"p{k}" for k in range(n)]  # every photo its own source, as the eval tool's photos
+    against the other masks (NaN where the query's person has no other mask); ``dist`` is
+    ``distance_matrix(emb, recogniser)``."""
+    source = [f"p{k}" for k in range(len(identity))]  # every photo its own source, as the eval's photos
     ranked = metrics.reid(emb, identity, source, emb, identity, source, recogniser)["per_query"]
     hits = np.array([np.nan if q is None else float(q[0]) for q in ranked])
-    return hits, query_aucs(emb, identity, recogniser, np.ones((n, n), dtype=bool))
+    return hits, query_aucs(dist, identity)
 
 
-def query_aucs(emb: np.ndarray, identity: np.ndarray, recogniser: str, counted: np.ndarray) -> np.ndarray:
+def query_aucs(dist: np.ndarray, identity: np.ndarray, counted: np.ndarray | None = None) -> np.ndarray:
     """Per query, the share of (same-person mask, other-person mask) pairs in which the same person's
-    is the nearer, over the other-person masks that ``counted[query]`` marks (NaN where the query has
-    no mate or no such other-person mask)."""
-    distance, _ = metrics.RECOGNISERS[recogniser]
+    is the nearer, over the other-person masks that ``counted[query]`` marks (all, without it; NaN
+    where the query has no mate or no such other-person mask)."""
     n = len(identity)
     aucs = np.full(n, np.nan)
     for q in range(n):
         others = np.arange(n) != q
         mates = others & (identity == identity[q])
-        strangers = others & ~mates & counted[q]
+        strangers = others & ~mates & (True if counted is None else counted[q])
         if not mates.any() or not strangers.any():
             continue
-        d = np.asarray(distance(emb[q], emb), np.float64)
-        aucs[q] = float((d[mates][:, None] < d[strangers][None, :]).mean())
+        aucs[q] = float((dist[q, mates][:, None] < dist[q, strangers][None, :]).mean())
     return aucs
 
 
-def by_source(emb: np.ndarray, identity: np.ndarray, source: np.ndarray, recogniser: str) -> dict[str, float]:
+def by_source(dist: np.ndarray, identity: np.ndarray, source: np.ndarray) -> dict[str, float]:
     """Mean AUC against other people's masks from photos of the query's own source, and from other
-    sources. Why: the shared photos come from a few collections, each person's from one, so a mask
-    that keeps anything of how its collection photographs (framing, size, pose habits) links a
-    person's masks without carrying the person; within one source that link is gone, and what is
-    left is the person (or the eye signs the masks keep on purpose)."""
+    sources (``dist`` as ``distance_matrix`` gives it). Why: the shared photos come from a few
+    collections, each person's from one, so a mask that keeps anything of how its collection
+    photographs (framing, size, pose habits) links a person's masks without carrying the person;
+    within one source that link is gone, and what is left is the person (or the eye signs the masks
+    keep on purpose)."""
     same = source[:, None] == source[None, :]
     return {
-        "auc_same_source": round(float(np.nanmean(query_aucs(emb, identity, recogniser, same))), 4),
-        "auc_other_source": round(float(np.nanmean(query_aucs(emb, identity, recogniser, ~same))), 4),
+        "auc_same_source": round(float(np.nanmean(query_aucs(dist, identity, same))), 4),
+        "auc_other_source": round(float(np.nanmean(query_aucs(dist, identity, ~same))), 4),
     }
 
 
@@ -142,12 +150,14 @@ def compare(
     labels = list(readings)
     common = sorted(set.intersection(*(set(r) for r in readings.values())))
     identity = np.array([identities[p] for p in common], dtype=object)
+    source = None if sources is None else np.array([sources[p] for p in common], dtype=object)
     result: dict[str, Any] = {"photos": len(common), "variants": {}, "against_" + labels[0]: {}}
     for recogniser in RECOGNISERS:
         scores = {}
         for label in labels:
             emb = np.stack([readings[label][p][recogniser] for p in common])
-            hits, aucs = per_query(emb, identity, recogniser)
+            dist = distance_matrix(emb, recogniser)
+            hits, aucs = per_query(emb, dist, identity, recogniser)
             scores[label] = aucs
             row = result["variants"].setdefault(label, {})
             row[recogniser] = {
@@ -155,9 +165,8 @@ def compare(
                 "rank1": round(float(np.nanmean(hits)), 4),
                 "mean_auc": round(float(np.nanmean(aucs)), 4),
             }
-            if sources is not None:
-                source = np.array([sources[p] for p in common], dtype=object)
-                row[recogniser].update(by_source(emb, identity, source, recogniser))
+            if source is not None:
+                row[recogniser].update(by_source(dist, identity, source))
         for label in labels[1:]:
             result["against_" + labels[0]].setdefault(label, {})[recogniser] = paired_difference(
                 scores[labels[0]], scores[label], identity

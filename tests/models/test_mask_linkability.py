@@ -29,16 +29,16 @@ linked = np.repeat(centres, 4, axis=0) + 0.3 * rng.normal(size=(32, 128))
 unlinked = rng.normal(size=(32, 128))
 out = {}
 for name, emb in (("linked", linked), ("unlinked", unlinked)):
-    hits, aucs = ml.per_query(emb, identity, "dlib")
+    hits, aucs = ml.per_query(emb, ml.distance_matrix(emb, "dlib"), identity, "dlib")
     out[name] = [float(np.mean(hits)), float(np.mean(aucs))]
-_, base = ml.per_query(unlinked, identity, "dlib")
-_, more = ml.per_query(linked, identity, "dlib")
+_, base = ml.per_query(unlinked, ml.distance_matrix(unlinked, "dlib"), identity, "dlib")
+_, more = ml.per_query(linked, ml.distance_matrix(linked, "dlib"), identity, "dlib")
 out["difference"] = ml.paired_difference(base, more, identity)
 # eight people from two collections; each mask carries its collection and nothing of its person
 source = np.array(["a"] * 16 + ["b"] * 16, dtype=object)
 by_collection = np.repeat(rng.normal(size=(2, 128)), 16, axis=0) + 0.3 * rng.normal(size=(32, 128))
-out["source_only"] = ml.by_source(by_collection, identity, source, "dlib")
-out["person"] = ml.by_source(linked, identity, source, "dlib")
+out["source_only"] = ml.by_source(ml.distance_matrix(by_collection, "dlib"), identity, source)
+out["person"] = ml.by_source(ml.distance_matrix(linked, "dlib"), identity, source)
 print(json.dumps(out))
 """
 
