@@ -244,7 +244,33 @@ def drive_eyes(state: EyeState) -> EyeDrive:
         lid_v[e, 0] = np.maximum(upper, lower)  # a closed eye: lids meet, never cross
         lid_v[e, 1] = np.minimum(upper, lower)
         iris_uv[e] = (u_r, v_r)
-    return EyeDrive(lid_v=lid_v, iris_uv=iris_uv)
+    return EyeDrive(lid_v=lift_shut_line(lid_v), iris_uv=iris_uv)
+
+
+# Closure (eye_closure) from which a closing eye's lids rise together towards its corners' line: the
+# last fifth of a blink, where the lids hide all but a sliver of the iris.
+SHUT_LINE_FROM = 0.8
+
+
+def lift_shut_line(lid_v: np.ndarray) -> np.ndarray:
+    """Driven lid heights (eye, upper/lower, point) with each nearly shut eye's lids raised together
+    by the lower lid's depth below the corners' line, in full once the lids meet.
+
+    Why: drawn shut where the lower lid lies, the closed lid line sagged in the open lower lid's deep
+    curve, where a real shut eye's lids meet along a shallow line between its corners (livep_d9's
+    blinks: the line at about two thirds of the open eye's height). The sag read as an opening: dlib put
+    its upper eye points on the corners' line and its lower ones on the sagging lash line, an EAR of
+    0.64-0.87 of the open eye's on livep_d9's shut frames, more open than the same blink's half-closed
+    frames (0.5-0.6), so one blink was counted as two or three (models/README.md, "The shut line").
+    Both lids move by the same amount, so the aperture the lids show is the measured one at every
+    point; only where a shut eye's line lies changes.
+    """
+    closure = eye_closure(lid_v)
+    out = lid_v.copy()
+    for e in range(2):
+        t = float(np.clip((closure[e] - SHUT_LINE_FROM) / (1.0 - SHUT_LINE_FROM), 0.0, 1.0))
+        out[e] -= lid_v[e, 1] * (t * t * (3.0 - 2.0 * t))
+    return out
 
 
 def reshape_lower_face(v: torch.Tensor, shape: FaceShape) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from models.avatar import drive_eyes, template_rig
+from models.avatar import SHUT_LINE_FROM, drive_eyes, eye_closure, lift_shut_line, template_rig
 from models.eyes import (
     along_slid_lids,
     iris_along_eye_seen,
@@ -82,6 +82,27 @@ def test_a_closed_eye_renders_with_the_lids_meeting_not_crossing() -> None:
     pts, iris = _synthetic_face(upper=-0.3, lower=-0.2, iris_u=0.5, iris_v=0.0)
     drive = drive_eyes(measure_eyes(pts, iris))
     assert (drive.lid_v[:, 0] >= drive.lid_v[:, 1]).all()
+
+
+def test_a_shut_eye_is_drawn_shut_along_its_corners_line_not_in_the_open_lower_lids_curve() -> None:
+    """Drawn shut in the open lower lid's curve, the closed line sagged and a reader took the sag for
+    an opening (models/README.md, "The shut line")."""
+    pts, iris = _synthetic_face(upper=-0.2, lower=0.2, iris_u=0.5, iris_v=0.1)  # met 0.1 below the corners
+    drive = drive_eyes(measure_eyes(pts, iris))
+    width = template_rig().eye_width
+    for e in range(2):
+        assert np.abs(drive.lid_v[e]).max() < 0.02 * width[e]  # drawn in the lower lid's curve: 0.04
+
+
+def test_lifting_a_closing_eyes_lids_keeps_the_aperture_they_show_at_every_point() -> None:
+    rig = template_rig()
+    lid_v = rig.lid_v.copy()
+    lid_v[0, 0] = lid_v[0, 1] + 0.1 * (rig.lid_v[0, 0] - rig.lid_v[0, 1])  # eye 0 nine-tenths shut
+    lifted = lift_shut_line(lid_v)
+    assert eye_closure(lid_v)[0] > SHUT_LINE_FROM
+    assert not np.allclose(lifted[0], lid_v[0])  # the test moves the lids
+    assert np.allclose(lifted[0, 0] - lifted[0, 1], lid_v[0, 0] - lid_v[0, 1])
+    assert np.array_equal(lifted[1], lid_v[1])  # the open eye is as driven
 
 
 def test_on_a_turned_head_the_iris_is_read_where_the_camera_sees_it_between_the_corners() -> None:
