@@ -25,6 +25,12 @@ from models.template import BROWS, EYE_INNER, EYE_OUTER, LIPS_INNER, LIPS_OUTER,
 
 PX_PER_UNIT = 48.0  # texture pixels per template unit (about 0.2 mm): lashes stay several pixels wide
 _MARGIN = 0.5  # template units of texture beyond the mesh on every side
+# Depth of the dark band where a shut eye's lids meet, in eye widths, on each lid's margin: the lashes of
+# both lids and the shadow of the fold between them. A landmark reader outlines a shut eye on that band.
+# Drawn as the thin lash line alone (0.055), dlib read our shut eyes at 0.55-0.65 of their open EAR, with
+# a frame-to-frame SD of 0.08-0.13: on livep_d3 above the eval's blink threshold in 16-22% of the shut
+# frames, which split one closure into several blinks (models/README.md, "The meeting band").
+CLOSED_BAND = 0.12
 
 SKIN = (0.80, 0.64, 0.56)
 BROW_HAIR = (0.16, 0.11, 0.08)
@@ -148,7 +154,7 @@ class PaintedSkin:
     for an open eye (crease, darker lid, lashes curling up), that skin stretched shut reads as an open
     eye's outline — a dome over a lash fringe — to people and to landmark readers alike (models/README.md,
     "closed eyes"). So each eye's region blends from the open to the closed painting as that eye closes
-    (``models.compose``): a smooth lid with the lashes hanging from the closed lid line.
+    (``models.compose``): a smooth lid, a dark band where the lids meet, and the lashes hanging from it.
     """
 
     open: np.ndarray  # (H, W, 3) float32 sRGB 0..1
@@ -221,8 +227,9 @@ def paint_skin(vertices: np.ndarray, style: TextureStyle) -> PaintedSkin:
         strokes = _strokes(frame, roots, dirs, lengths, 0.014 * width)
         _over(img, LASH, style.lash_density * np.maximum(band, _blur(strokes, 0.004 * width)))
         # closed: the upper margin comes down onto the lower one. The lid skin is smooth (no crease, no
-        # darker lid), the margin's lash band becomes the closed lid line, and the lashes hang down and
-        # out from there over the lower lid's skin, which is where they show on a closed eye
+        # darker lid), the margin's lash band becomes the closed lid line, deepened on both lids into the
+        # dark band where they meet (CLOSED_BAND), and the lashes hang down and out from there over the
+        # lower lid's skin, which is where they show on a closed eye
         closed_line = _resample(lower, 40)
         hang_roots = closed_line[3:-3]
         hang_taper = np.sin(np.linspace(0.3, np.pi - 0.15, len(closed_line))) ** 0.6
@@ -231,6 +238,11 @@ def paint_skin(vertices: np.ndarray, style: TextureStyle) -> PaintedSkin:
         hang_len = 0.1 * width * hang_taper[3:-3] * lash_rng.uniform(0.7, 1.2, len(hang_roots))
         hanging = _strokes(frame, hang_roots, hang_dirs, hang_len, 0.014 * width)
         _over(closed, LASH, style.lash_density * band)
+        meeting = np.maximum(
+            _line_mask(frame, line, CLOSED_BAND * width, 0.02 * width),
+            _line_mask(frame, closed_line, CLOSED_BAND * width, 0.02 * width),
+        )
+        _over(closed, LASH, 0.85 * style.lash_density * meeting)
         _over(closed, LASH, 0.9 * style.lash_density * _blur(hanging, 0.004 * width))
     # what follows is the same on both paintings: painted once onto the pair (open, closed)
     skins = np.stack([img * shade[..., None], closed * shade_closed[..., None]])
