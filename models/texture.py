@@ -28,7 +28,7 @@ _MARGIN = 0.5  # template units of texture beyond the mesh on every side
 # Depth of the dark band where a shut eye's lids meet, in eye widths, on each lid's margin: the lashes of
 # both lids and the shadow of the fold between them. A landmark reader outlines a shut eye on that band.
 # Drawn as the thin lash line alone (0.055), dlib read our shut eyes at 0.55-0.65 of their open EAR, with
-# a frame-to-frame SD of 0.08-0.13: on livep_d3 above the eval's blink threshold in 16-22% of the shut
+# a frame-to-frame SD of 0.075-0.13: on livep_d3 above the eval's blink threshold in 16-22% of the shut
 # frames, which split one closure into several blinks (models/README.md, "The meeting band").
 CLOSED_BAND = 0.12
 
