@@ -103,13 +103,22 @@ def _render(state: EyeState) -> tuple[np.ndarray, torch.Tensor]:
     return rgb.astype(np.float64).mean(axis=2) / 255.0, verts
 
 
+def _eye_span(verts: torch.Tensor, eye: int) -> tuple[float, float, int]:
+    """The eye's leftmost and rightmost image x and the row of its lower lid line."""
+    ring = verts[list(EYE_RING[eye]), :2].numpy()
+    return (
+        float(ring[:, 0].min()),
+        float(ring[:, 0].max()),
+        int(round(float(verts[list(LOWER_LID[eye]), 1].mean()))),
+    )
+
+
 def _dark_pixels(lum: np.ndarray, verts: torch.Tensor, eye: int, above: bool) -> int:
     """Lash-dark pixels in a band above (or below) the eye's lower lid line, between its corners. Above,
     the band starts 0.1 eye widths up, clear of the dark band in which a shut eye's lids meet."""
-    ring = verts[list(EYE_RING[eye]), :2].numpy()
-    x0, x1 = int(ring[:, 0].min()), int(ring[:, 0].max())
+    left, right, line = _eye_span(verts, eye)
+    x0, x1 = int(left), int(right)
     width = x1 - x0
-    line = int(round(float(verts[list(LOWER_LID[eye]), 1].mean())))
     if above:
         rows = slice(line - int(0.35 * width), line - int(0.1 * width))
     else:
@@ -156,10 +165,8 @@ def _meeting_band_depth(lum: np.ndarray, verts: torch.Tensor, eye: int) -> float
     """Depth in eye widths of the dark band through a shut eye's lid line: the rows, around the line,
     whose luminance averaged over the eye's middle half is lash-dark (averaging along the eye leaves
     the single hanging lashes grey, and a solid band dark)."""
-    ring = verts[list(EYE_RING[eye]), :2].numpy()
-    x0, x1 = float(ring[:, 0].min()), float(ring[:, 0].max())
+    x0, x1, line = _eye_span(verts, eye)
     width = x1 - x0
-    line = int(round(float(verts[list(LOWER_LID[eye]), 1].mean())))
     reach = int(0.3 * width)
     profile = lum[line - reach : line + reach, int(x0 + 0.25 * width) : int(x1 - 0.25 * width)].mean(axis=1)
     dark = profile < 0.15
